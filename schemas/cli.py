@@ -1,0 +1,5 @@
+"""Placeholder: commands are added by the module owner."""
+
+
+def register(subparsers) -> None:
+    """No commands yet."""
