@@ -79,3 +79,33 @@ def hub_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def airflow_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An Airflow environment for this test process: its own data root, Airflow home and migrated metadata DB.
+
+    Session-scoped because `airflow db migrate` costs seconds; each xdist worker gets its own folder.
+    Returns the data root; tests that need a clean hub database point HUB_DATABASE_URL elsewhere.
+    """
+    import subprocess
+    import sys
+
+    from hub import airflow_env
+    from hub.settings import Settings, get_settings
+
+    root = tmp_path_factory.mktemp("airflow_session")
+    saved = dict(os.environ)
+    os.environ["HUB_DATA_ROOT"] = str(root / "data")
+    os.environ["HUB_SETTINGS_FILE"] = str(root / "absent.toml")
+    get_settings.cache_clear()
+    environ = airflow_env.apply(Settings())
+    done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=os.environ.copy(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    try:
+        yield root / "data"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+        assert environ  # keep the variable referenced for readers: these are what apply() set

@@ -1,0 +1,42 @@
+"""The one small interface every connector implements: declared facts plus a way to read record batches.
+
+Modelled on the Singer SDK's stream: a connector says what it is (name, primary key, replication key)
+and yields Arrow record batches; landing, watermarks and lineage are handled once, outside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The replication-key range an extract covered: (low, high], as ISO strings (None = unbounded)."""
+
+    low: str | None = None
+    high: str | None = None
+
+
+class Connector(Protocol):
+    """A departmental source adapter."""
+
+    source_id: str
+    primary_key: tuple[str, ...]
+    replication_key: str | None
+    watermark: Watermark  # the range the last read_batches() covered, set when it is exhausted
+
+    def arrow_schema(self) -> pa.Schema:
+        """The landing schema, known before reading so every batch and every run agree."""
+        ...
+
+    def read_batches(self, since: Any | None = None, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
+        """Yield record batches of rows whose replication key is greater than `since` (all rows if None)."""
+        ...
+
+
+class SourceError(Exception):
+    """A source could not be read; the message names the source and the cause, never its credentials."""

@@ -1,0 +1,74 @@
+"""Credentials come from Airflow Connections (e.g. AIRFLOW_CONN_<ID> variables), never from code or the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import sqlalchemy as sa
+
+# Airflow conn_type -> SQLAlchemy driver we ship.
+SQLALCHEMY_DRIVERS = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "sqlite": "sqlite",
+}
+
+
+def env_var_name(conn_id: str) -> str:
+    """The environment variable Airflow reads a connection from."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def connection_json(url: str | sa.URL) -> str:
+    """An Airflow connection (JSON form) for a SQLAlchemy URL."""
+    url = sa.make_url(url)
+    conn_type = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}[url.get_backend_name()]
+    body: dict[str, Any] = {"conn_type": conn_type}
+    if conn_type == "sqlite":
+        body["host"] = url.database
+    else:
+        body.update(host=url.host, port=url.port, login=url.username, password=url.password, schema=url.database)
+    return json.dumps({k: v for k, v in body.items() if v is not None})
+
+
+def sqlalchemy_url(conn_id: str) -> sa.URL:
+    """The SQLAlchemy URL of an Airflow connection; read through Airflow's secrets backends when available."""
+    conn = _airflow_connection(conn_id)
+    conn_type = conn["conn_type"]
+    if conn_type not in SQLALCHEMY_DRIVERS:
+        raise ValueError(f"连接 {conn_id} 的类型 {conn_type} 不受支持 unsupported connection type")
+    if conn_type == "sqlite":
+        return sa.URL.create("sqlite", database=conn["host"])
+    return sa.URL.create(
+        SQLALCHEMY_DRIVERS[conn_type],
+        username=conn.get("login") or None,
+        password=conn.get("password") or None,
+        host=conn.get("host") or None,
+        port=conn.get("port") or None,
+        database=conn.get("schema") or None,
+    )
+
+
+def _airflow_connection(conn_id: str) -> dict[str, Any]:
+    """Fields of a connection: from Airflow (any secrets backend) inside a task, else from the environment."""
+    try:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+        return {
+            "conn_type": conn.conn_type,
+            "host": conn.host,
+            "port": conn.port,
+            "login": conn.login,
+            "password": conn.password,
+            "schema": conn.schema,
+        }
+    except Exception as error:  # outside a task Airflow may have no supervisor: fall back to the variable
+        raw = os.environ.get(env_var_name(conn_id))
+        if raw is None:
+            raise LookupError(f"未配置连接 connection '{conn_id}' is not defined ({env_var_name(conn_id)})") from error
+        return json.loads(raw)

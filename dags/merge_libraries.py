@@ -1,0 +1,8 @@
+"""Airflow: one merge DAG per base library (merge_<library>), scheduled by the landing Assets of its sources."""
+
+from connectors.registry import sources_for
+from hub.dag_factory import merge_dag
+
+for _library in ("population", "legal_entity"):
+    if sources_for(_library):
+        globals()[f"merge_{_library}"] = merge_dag(_library)

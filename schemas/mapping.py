@@ -1,0 +1,58 @@
+"""Source → standard: apply a source's registered field mappings to a landed batch.
+
+The result has one column per standard data element, the lineage columns (_source_id, _run_id,
+_source_key) and _errors, where every value that could not be normalised is explained. Rows are
+never dropped here: judging them is the quality stage's job.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.registry import SourceSpec
+from schemas.normalize import NORMALISERS, code_map
+
+LINEAGE_COLUMNS = ("_source_id", "_run_id", "_source_key", "_errors")
+
+
+def standardise(batch: pa.RecordBatch | pa.Table, spec: SourceSpec, run_id: str) -> pa.Table:
+    """Map and normalise one batch of a source into standard data elements."""
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    rows = table.num_rows
+    columns: dict[str, pa.Array] = {}
+    errors: list[pa.Array] = []
+    for mapping in spec.fields:
+        if mapping.source not in table.column_names:
+            columns[mapping.target] = pa.nulls(rows, pa.string())
+            errors.append(pa.array([f"{mapping.source}: 源数据缺少该字段 column missing in source"] * rows, pa.string()))
+            continue
+        values = table.column(mapping.source).combine_chunks()
+        for step in mapping.normalize:
+            values, step_errors = NORMALISERS[step](values)
+            if step_errors.null_count < rows:
+                errors.append(pc.binary_join_element_wise(f"{mapping.source}: ", step_errors, ""))
+        if mapping.code_map:
+            values, _ = code_map(values, mapping.code_map)
+        columns[mapping.target] = values
+    for name, value in spec.constants.items():
+        columns.setdefault(name, pa.array([value] * rows))
+    columns["_source_id"] = pa.array([spec.id] * rows, pa.string())
+    columns["_run_id"] = pa.array([run_id] * rows, pa.string())
+    columns["_source_key"] = source_keys(table, spec.primary_key)
+    columns["_errors"] = _joined_errors(errors, rows)
+    return pa.table(columns)
+
+
+def source_keys(table: pa.Table, primary_key: tuple[str, ...]) -> pa.Array:
+    """The source's own primary key of each row as text (composite keys joined with '|')."""
+    parts = [pc.cast(table.column(name), pa.string()).combine_chunks() for name in primary_key]
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
+
+
+def _joined_errors(errors: list[pa.Array], rows: int) -> pa.Array:
+    """All normalisation errors of a row in one text, null when there are none."""
+    if not errors:
+        return pa.nulls(rows, pa.string())
+    joined = pc.binary_join_element_wise(*errors, "; ", null_handling="skip")
+    return pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)

@@ -1,0 +1,155 @@
+"""Vectorised normalisers for the formats departments really send.
+
+Each normaliser takes an Arrow array and returns (normalised array, error array): the error array holds a
+Chinese message where a value could not be normalised (the value becomes null), else null. Nothing is
+dropped silently: the caller keeps the errors beside the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Result = tuple[pa.Array, pa.Array]
+
+# Full-width ASCII (U+FF01..U+FF5E) sits 0xFEE0 above its half-width twin; U+3000 is the ideographic space.
+_HALFWIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_FULLWIDTH_PATTERN = "[\uff01-\uff5e\u3000]"
+
+_COMPACT_DATE = r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$"
+_SEPARATED_DATE = (
+    r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
+)
+
+
+def _no_errors(length: int) -> pa.Array:
+    """An error column with no errors."""
+    return pa.nulls(length, pa.string())
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    """Any array as strings (dates and numbers keep their canonical text)."""
+    return values if pa.types.is_string(values.type) or pa.types.is_large_string(values.type) else pc.cast(values, pa.string())
+
+
+def _translate_where(values: pa.Array, pattern: str, convert: Callable[[str], str]) -> pa.Array:
+    """Apply a per-value Python conversion only to the values matching a regex (usually a small share)."""
+    values = _as_text(values)
+    hits = pc.fill_null(pc.match_substring_regex(values, pattern), False)
+    if not pc.any(hits).as_py():
+        return values
+    python = values.to_pylist()
+    for index in pc.indices_nonzero(hits).to_pylist():
+        python[index] = convert(python[index])
+    return pa.array(python, type=pa.string())
+
+
+def halfwidth(values: pa.Array) -> Result:
+    """Full-width digits, letters, punctuation and spaces to half-width."""
+    return _translate_where(values, _FULLWIDTH_PATTERN, lambda s: s.translate(_HALFWIDTH_TABLE)), _no_errors(len(values))
+
+
+def text(values: pa.Array) -> Result:
+    """Trim, collapse runs of white space, and treat an empty string as missing."""
+    values = _as_text(values)
+    cleaned = pc.utf8_trim_whitespace(pc.replace_substring_regex(values, r"\s+", " "))
+    cleaned = pc.if_else(pc.equal(cleaned, ""), pa.scalar(None, pa.string()), cleaned)
+    return cleaned, _no_errors(len(values))
+
+
+def upper(values: pa.Array) -> Result:
+    """Upper case (identifiers: a trailing 'x' of an ID number is 'X')."""
+    return pc.utf8_upper(_as_text(values)), _no_errors(len(values))
+
+
+@lru_cache(maxsize=1)
+def _traditional_characters() -> tuple[str, dict[str, str]]:
+    """A regex class of the characters zhconv converts to simplified Chinese, and the converter map."""
+    import zhconv
+
+    zhconv.zhconv.loaddict()
+    mapping = zhconv.zhconv.zhcdicts["zh2Hans"]
+    singles = sorted(k for k, v in mapping.items() if len(k) == 1 and k != v)
+    return "[" + "".join(singles) + "]", mapping
+
+
+def simplified(values: pa.Array) -> Result:
+    """Traditional characters to simplified (only values that contain one are converted)."""
+    import zhconv
+
+    pattern, _ = _traditional_characters()
+    return _translate_where(values, pattern, lambda s: zhconv.convert(s, "zh-hans")), _no_errors(len(values))
+
+
+def date(values: pa.Array) -> Result:
+    """Dates written as 1990-01-02, 19900102, 1990/1/2, 1990.1.2 or 1990年1月2日 (time part ignored) to date32."""
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+        return pc.cast(values, pa.date32()), _no_errors(len(values))
+    raw, _ = text(halfwidth(values)[0])
+    compact = pc.extract_regex(raw, _COMPACT_DATE)
+    separated = pc.extract_regex(raw, _SEPARATED_DATE)
+    parts = {}
+    for name in ("y", "m", "d"):
+        parts[name] = pc.coalesce(pc.struct_field(compact, name), pc.struct_field(separated, name))
+    iso = pc.binary_join_element_wise(
+        parts["y"], pc.utf8_lpad(parts["m"], 2, "0"), pc.utf8_lpad(parts["d"], 2, "0"), "-"
+    )
+    parsed = pc.cast(pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True), pa.date32())
+    # strptime rolls impossible days over (2001-02-30 -> 2001-03-02): keep only dates that print back the same.
+    round_trip = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), iso)
+    parsed = pc.if_else(pc.fill_null(round_trip, False), parsed, pa.scalar(None, pa.date32()))
+    failed = pc.and_(pc.is_valid(raw), pc.is_null(parsed))
+    errors = pc.if_else(failed, pc.binary_join_element_wise("无法识别的日期 unparseable date: ", raw, ""), pa.scalar(None, pa.string()))
+    return parsed, errors
+
+
+def datetime_(values: pa.Array) -> Result:
+    """Timestamps (already typed, or ISO text) to timestamp[us]."""
+    if pa.types.is_timestamp(values.type):
+        return pc.cast(values, pa.timestamp("us")), _no_errors(len(values))
+    raw, _ = text(halfwidth(values)[0])
+    normalised = pc.replace_substring(raw, "T", " ")
+    parsed = pc.strptime(normalised, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
+    failed = pc.and_(pc.is_valid(raw), pc.is_null(parsed))
+    errors = pc.if_else(failed, pc.binary_join_element_wise("无法识别的时间 unparseable timestamp: ", raw, ""), pa.scalar(None, pa.string()))
+    return parsed, errors
+
+
+def decimal(values: pa.Array) -> Result:
+    """Amounts to decimal(20, 6); text that is not a number becomes an error."""
+    target = pa.decimal128(20, 6)
+    if pa.types.is_decimal(values.type) or pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        return pc.cast(values, target), _no_errors(len(values))
+    raw, _ = text(halfwidth(values)[0])
+    number = pc.match_substring_regex(raw, r"^-?\d+(\.\d{1,6})?$")
+    usable = pc.if_else(pc.fill_null(number, False), raw, pa.scalar(None, pa.string()))
+    parsed = pc.cast(usable, target)
+    failed = pc.and_(pc.is_valid(raw), pc.is_null(parsed))
+    errors = pc.if_else(failed, pc.binary_join_element_wise("无法识别的金额 not a number: ", raw, ""), pa.scalar(None, pa.string()))
+    return parsed, errors
+
+
+def code_map(values: pa.Array, mapping: dict[str, str]) -> Result:
+    """Translate source codes or labels (e.g. 男 → 1) to standard codes; other values pass unchanged."""
+    values = _as_text(values)
+    if not mapping:
+        return values, _no_errors(len(values))
+    keys = pa.array(list(mapping), pa.string())
+    index = pc.index_in(values, value_set=keys)
+    translated = pc.take(pa.array(list(mapping.values()), pa.string()), index)
+    return pc.coalesce(translated, values), _no_errors(len(values))
+
+
+NORMALISERS: dict[str, Callable[[pa.Array], Result]] = {
+    "halfwidth": halfwidth,
+    "text": text,
+    "upper": upper,
+    "simplified": simplified,
+    "date": date,
+    "datetime": datetime_,
+    "decimal": decimal,
+}
