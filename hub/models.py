@@ -1,0 +1,255 @@
+"""Tables of the hub database (first version): collection runs and the four base libraries.
+
+枢纽数据库表：采集批次与人口、法人、电子证照、信用四大基础库。
+
+Personal data of natural persons is never stored in clear: the resident ID number is kept as an
+HMAC-SHA256 under the index key (the lookup key, `*_person_id`) plus an AES-GCM ciphertext
+(`*_enc`, see hub.crypto); address and phone are ciphertext only. Companies' registration facts
+are public by law and stay in clear.
+
+Conventions for new tables: `Mapped[datetime]` is an aware-UTC timestamp (naive values are refused),
+`Mapped[dict[str, Any]]` is portable JSON, ciphertext columns end in `_enc` (`hub keys rewrap` finds
+them by that name), HMAC person links end in `_person_id`.
+
+Every change to these classes needs a migration (see hub/migrations/README.md); the test
+`tests/test_db_migrations.py` fails when models and migrations disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint and index names on every backend, so later migrations can address them
+# by name (SQLite batch mode needs named constraints to alter a table).
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Closed code sets from STANDARDS.md, enforced by CHECK constraints.
+GENDER_CODES: tuple[str, ...] = ("0", "1", "2", "9")
+SUBJECT_KINDS: tuple[str, ...] = ("01", "02", "03", "04")
+CREDIT_RECORD_TYPES: tuple[str, ...] = ("行政许可", "行政处罚", "失信被执行人", "经营异常名录", "红名单", "黑名单")
+
+HMAC_HEX = 64  # length of an HMAC-SHA256 hex digest (hub.crypto.index_hash)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    """SQL text of `column IN (...)` for a CHECK constraint."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored as UTC; SQLite (which drops the zone) reads back aware UTC too."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Refuse naive datetimes (their zone is a guess) and store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"需要带时区的时间 timezone-aware datetime required, got naive {value.isoformat()}")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        """Return aware UTC whatever the backend gave back."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every hub table, with the shared naming convention."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: sa.JSON()}
+
+
+class Provenance:
+    """Bookkeeping columns of a base-library row: which source and run last wrote it, and when."""
+
+    # sort_order keeps these columns last in the DDL, after the business columns.
+    source_id: Mapped[str] = mapped_column(sa.String(64), sort_order=900, comment="来源标识（数据源登记中的 source_id）")
+    run_id: Mapped[str] = mapped_column(sa.String(128), sort_order=901, comment="采集批次标识（run_id）")
+    updated_at: Mapped[datetime] = mapped_column(
+        sort_order=902, comment="枢纽获知时间（UTC，由采集批次给出，不取当前时间）"
+    )
+
+
+class SourceRun(Base):
+    """One collection of one source: counts, landing file and watermark range."""
+
+    __tablename__ = "source_run"
+    __table_args__ = (
+        sa.UniqueConstraint("source_id", "run_id"),
+        {"comment": "采集批次：每个数据源每次采集一行"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源标识")
+    run_id: Mapped[str] = mapped_column(sa.String(128), comment="采集批次标识")
+    status: Mapped[str] = mapped_column(sa.String(16), comment="状态：running 运行中 / succeeded 成功 / failed 失败")
+    started_at: Mapped[datetime] = mapped_column(comment="开始时间（UTC）")
+    finished_at: Mapped[datetime | None] = mapped_column(comment="结束时间（UTC）")
+    rows_extracted: Mapped[int] = mapped_column(sa.BigInteger, server_default="0", comment="抽取行数")
+    rows_loaded: Mapped[int] = mapped_column(sa.BigInteger, server_default="0", comment="入库行数")
+    rows_rejected: Mapped[int] = mapped_column(sa.BigInteger, server_default="0", comment="拒收（隔离）行数")
+    landing_path: Mapped[str | None] = mapped_column(sa.String(1024), comment="落地文件路径")
+    landing_sha256: Mapped[str | None] = mapped_column(sa.String(64), comment="落地文件 SHA-256")
+    watermark_from: Mapped[str | None] = mapped_column(sa.String(64), comment="增量水位起点（文本形式）")
+    watermark_to: Mapped[str | None] = mapped_column(sa.String(64), comment="增量水位终点（文本形式）")
+
+
+class Person(Provenance, Base):
+    """人口库: one natural person, keyed by the HMAC of the resident ID number."""
+
+    __tablename__ = "person"
+    __table_args__ = (
+        sa.Index(None, "name", "birth_date"),
+        sa.CheckConstraint(_in("gender", GENDER_CODES), name="gender"),
+        {"comment": "人口库：自然人基础信息（身份证号、住址、电话加密存储）"},
+    )
+
+    person_id: Mapped[str] = mapped_column(
+        sa.String(HMAC_HEX), primary_key=True, comment="人员标识：规范化18位公民身份号码的 HMAC-SHA256（十六进制）"
+    )
+    id_number_enc: Mapped[bytes] = mapped_column(sa.LargeBinary, comment="公民身份号码密文（AES-GCM）")
+    id_number_masked: Mapped[str] = mapped_column(sa.String(18), comment="公民身份号码脱敏显示，如 110105********1234")
+    name: Mapped[str] = mapped_column(sa.String(100), comment="姓名")
+    gender: Mapped[str | None] = mapped_column(sa.String(1), comment="性别（GB/T 2261.1：0 未知 1 男 2 女 9 未说明）")
+    birth_date: Mapped[date | None] = mapped_column(sa.Date, comment="出生日期")
+    ethnicity: Mapped[str | None] = mapped_column(sa.String(2), comment="民族（GB 3304 两位代码）")
+    region_code: Mapped[str | None] = mapped_column(sa.String(6), comment="户籍地行政区划代码（GB/T 2260）")
+    address_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary, comment="住址密文（AES-GCM）")
+    phone_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary, comment="联系电话密文（AES-GCM）")
+    marital_status: Mapped[str | None] = mapped_column(sa.String(2), comment="婚姻状况（GB/T 2261.2）")
+    death_date: Mapped[date | None] = mapped_column(sa.Date, comment="死亡日期")
+
+
+class LegalEntity(Provenance, Base):
+    """法人库: one registered subject (company, individual business, social organisation…)."""
+
+    __tablename__ = "legal_entity"
+    __table_args__ = (
+        sa.Index(None, "name"),
+        sa.Index(None, "legal_rep_person_id"),
+        {"comment": "法人库：法人和其他组织登记信息（登记事项依法公开，法定代表人身份证号加密）"},
+    )
+
+    uscc: Mapped[str] = mapped_column(sa.String(18), primary_key=True, comment="统一社会信用代码（GB 32100）")
+    name: Mapped[str] = mapped_column(sa.String(200), comment="名称")
+    entity_kind: Mapped[str] = mapped_column(
+        sa.String(32),
+        comment="主体类别：enterprise 企业 / individual_business 个体工商户 / farmer_coop 农民专业合作社 / "
+        "social_org 社会组织 / institution 事业单位 / government 机关 / other 其他",
+    )
+    entity_type: Mapped[str | None] = mapped_column(sa.String(64), comment="类型（如 有限责任公司）")
+    legal_rep_name: Mapped[str | None] = mapped_column(sa.String(100), comment="法定代表人（负责人）姓名")
+    legal_rep_person_id: Mapped[str | None] = mapped_column(
+        sa.String(HMAC_HEX), comment="法定代表人人员标识（身份证号 HMAC，关联人口库 person.person_id）"
+    )
+    legal_rep_id_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary, comment="法定代表人证件号码密文（AES-GCM）")
+    registered_capital: Mapped[Decimal | None] = mapped_column(sa.Numeric(20, 6), comment="注册资本（万元）")
+    established_date: Mapped[date | None] = mapped_column(sa.Date, comment="成立日期")
+    registration_authority: Mapped[str | None] = mapped_column(sa.String(200), comment="登记机关")
+    status: Mapped[str | None] = mapped_column(sa.String(32), comment="登记状态（存续、吊销、注销等）")
+    address: Mapped[str | None] = mapped_column(sa.String(500), comment="住所（依法公开，明文）")
+    region_code: Mapped[str | None] = mapped_column(sa.String(6), comment="住所行政区划代码（GB/T 2260）")
+    business_scope: Mapped[str | None] = mapped_column(sa.Text, comment="经营范围")
+
+
+class Licence(Provenance, Base):
+    """电子证照库: one electronic licence with its GB/T 36903 metadata and the hub's seal."""
+
+    __tablename__ = "licence"
+    __table_args__ = (
+        sa.Index(None, "holder_person_id"),
+        sa.Index(None, "holder_code"),
+        sa.Index(None, "licence_type_code", "licence_number"),
+        sa.CheckConstraint("holder_code IS NOT NULL OR holder_person_id IS NOT NULL", name="holder"),
+        {"comment": "电子证照库：证照元数据（GB/T 36903）、照面信息与签章"},
+    )
+
+    licence_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True, comment="证照标识（GB/T 36904）")
+    licence_name: Mapped[str] = mapped_column(sa.String(200), comment="证照名称")
+    licence_type_code: Mapped[str] = mapped_column(sa.String(32), comment="证照类型代码")
+    licence_number: Mapped[str | None] = mapped_column(sa.String(100), comment="证照编号")
+    issuer: Mapped[str] = mapped_column(sa.String(200), comment="颁发机构")
+    issuer_code: Mapped[str] = mapped_column(sa.String(18), comment="颁发机构代码（统一社会信用代码）")
+    issue_date: Mapped[date | None] = mapped_column(sa.Date, comment="颁发日期")
+    holder_name: Mapped[str] = mapped_column(sa.String(200), comment="持证主体")
+    holder_code: Mapped[str | None] = mapped_column(
+        sa.String(64), comment="持证主体代码（法人等为统一社会信用代码明文；自然人为空，见 holder_person_id）"
+    )
+    holder_person_id: Mapped[str | None] = mapped_column(
+        sa.String(HMAC_HEX), comment="自然人持证主体的人员标识（身份证号 HMAC）"
+    )
+    holder_code_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary, comment="自然人持证主体证件号码密文（AES-GCM）")
+    holder_code_type: Mapped[str] = mapped_column(
+        sa.String(3), comment="持证主体代码类型（111 公民身份号码，001 统一社会信用代码）"
+    )
+    valid_from: Mapped[date | None] = mapped_column(sa.Date, comment="有效期起始日期")
+    valid_until: Mapped[date | None] = mapped_column(sa.Date, comment="有效期截止日期（空为长期）")
+    status: Mapped[str | None] = mapped_column(sa.String(16), comment="证照状态")
+    face_content: Mapped[dict[str, Any] | None] = mapped_column(comment="照面信息（JSON；自然人证照改存 face_content_enc）")
+    face_content_enc: Mapped[bytes | None] = mapped_column(
+        sa.LargeBinary, comment="自然人证照照面信息密文（JSON 文本经 AES-GCM 加密）"
+    )
+    related_licence_id: Mapped[str | None] = mapped_column(sa.String(200), comment="关联证照标识")
+    seal_signer: Mapped[str | None] = mapped_column(sa.String(200), comment="签章人")
+    seal_name: Mapped[str | None] = mapped_column(sa.String(200), comment="签章名称")
+    seal_algorithm: Mapped[str | None] = mapped_column(
+        sa.String(32), comment="签章算法标识（如 Ed25519、ECDSA-P256-SHA256、SM2-SM3）"
+    )
+    seal_key_id: Mapped[str | None] = mapped_column(sa.String(64), comment="签章密钥标识")
+    seal_value: Mapped[bytes | None] = mapped_column(sa.LargeBinary, comment="签章值")
+    sealed_at: Mapped[datetime | None] = mapped_column(comment="签章时间（UTC）")
+
+
+class CreditRecord(Provenance, Base):
+    """信用库: one credit record (licence decision, penalty, dishonest debtor, abnormal list, red/black list)."""
+
+    __tablename__ = "credit_record"
+    __table_args__ = (
+        sa.Index(None, "subject_code"),
+        sa.Index(None, "subject_person_id"),
+        sa.CheckConstraint(_in("record_type", CREDIT_RECORD_TYPES), name="record_type"),
+        sa.CheckConstraint(_in("subject_kind", SUBJECT_KINDS), name="subject_kind"),
+        sa.CheckConstraint("subject_code IS NOT NULL OR subject_person_id IS NOT NULL", name="subject"),
+        {"comment": "信用库：双公示、失信被执行人、经营异常名录、红黑名单记录"},
+    )
+
+    record_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True, comment="记录标识")
+    record_type: Mapped[str] = mapped_column(
+        sa.String(16), comment="记录类型：行政许可/行政处罚/失信被执行人/经营异常名录/红名单/黑名单"
+    )
+    subject_name: Mapped[str] = mapped_column(sa.String(200), comment="行政相对人（主体）名称")
+    subject_kind: Mapped[str] = mapped_column(
+        sa.String(2), comment="行政相对人类别：01 自然人 02 法人 03 非法人组织 04 个体工商户"
+    )
+    subject_code: Mapped[str | None] = mapped_column(
+        sa.String(18), comment="主体代码（统一社会信用代码明文；自然人为空，见 subject_person_id）"
+    )
+    subject_person_id: Mapped[str | None] = mapped_column(
+        sa.String(HMAC_HEX), comment="自然人主体的人员标识（身份证号 HMAC）"
+    )
+    subject_id_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary, comment="自然人主体证件号码密文（AES-GCM）")
+    decision_no: Mapped[str | None] = mapped_column(sa.String(200), comment="决定文书号（许可/处罚决定书文号、案号等）")
+    decision_date: Mapped[date | None] = mapped_column(sa.Date, comment="决定日期（许可/处罚决定日期、列入日期等）")
+    authority: Mapped[str | None] = mapped_column(sa.String(200), comment="决定机关（许可机关、处罚机关、执行法院等）")
+    authority_code: Mapped[str | None] = mapped_column(sa.String(18), comment="决定机关代码（统一社会信用代码）")
+    content: Mapped[dict[str, Any] | None] = mapped_column(comment="其余类型特有字段（JSON）")
+    valid_until: Mapped[date | None] = mapped_column(sa.Date, comment="有效期至 / 公示截止期 / 移出日期")
+    status: Mapped[str | None] = mapped_column(sa.String(16), comment="当前状态（1 有效 2 无效 等）")
