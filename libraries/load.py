@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -49,8 +48,9 @@ def load_run(engine: sa.Engine, run: SourceRun) -> dict:
     builder = library_rows.BUILDERS[spec.library]
     loaded = rejected = 0
     quarantine = QuarantineWriter(get_settings().quarantine_dir, run.source_id, run.run_id)
+    learnt_at = run.finished_at  # when the landing was extracted: reruns stamp the same time
     for batch in _landing_batches(Path(run.landing_path)):
-        good, bad = builder.split(batch, spec, run.run_id)
+        good, bad = builder.split(batch, spec, run.run_id, learnt_at)
         if bad.num_rows:
             quarantine.write(bad)
         if good:
@@ -96,11 +96,3 @@ class QuarantineWriter:
         if self._writer is not None:
             self._writer.close()
 
-
-def reason_column(condition: pa.Array, message: str, existing: pa.Array | None = None) -> pa.Array:
-    """Add `message` to the reasons of the rows where `condition` holds."""
-    flagged = pc.if_else(pc.fill_null(condition, False), pa.scalar(message), pa.scalar(None, pa.string()))
-    if existing is None:
-        return flagged
-    joined = pc.binary_join_element_wise(existing, flagged, "; ", null_handling="skip")
-    return pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)

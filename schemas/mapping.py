@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.registry import SourceSpec
-from schemas.normalize import NORMALISERS, code_map
+from schemas.normalize import NORMALISERS, code_map, join_messages
 
 LINEAGE_COLUMNS = ("_source_id", "_run_id", "_source_key", "_errors")
 
@@ -40,7 +40,7 @@ def standardise(batch: pa.RecordBatch | pa.Table, spec: SourceSpec, run_id: str)
     columns["_source_id"] = pa.array([spec.id] * rows, pa.string())
     columns["_run_id"] = pa.array([run_id] * rows, pa.string())
     columns["_source_key"] = source_keys(table, spec.primary_key)
-    columns["_errors"] = _joined_errors(errors, rows)
+    columns["_errors"] = join_messages(errors, rows)
     return pa.table(columns)
 
 
@@ -50,9 +50,3 @@ def source_keys(table: pa.Table, primary_key: tuple[str, ...]) -> pa.Array:
     return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
 
 
-def _joined_errors(errors: list[pa.Array], rows: int) -> pa.Array:
-    """All normalisation errors of a row in one text, null when there are none."""
-    if not errors:
-        return pa.nulls(rows, pa.string())
-    joined = pc.binary_join_element_wise(*errors, "; ", null_handling="skip")
-    return pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)

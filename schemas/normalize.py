@@ -153,3 +153,24 @@ NORMALISERS: dict[str, Callable[[pa.Array], Result]] = {
     "datetime": datetime_,
     "decimal": decimal,
 }
+
+
+def join_messages(parts: list[pa.Array], rows: int, separator: str = "; ") -> pa.Array:
+    """Per row, the non-null messages of all parts joined with `separator`; null where a row has none.
+
+    Done by hand over the few rows that have a message: pyarrow 26's binary_join_element_wise with
+    null_handling='skip' returns a short array when one of its inputs is entirely null.
+    """
+    parts = [p.combine_chunks() if isinstance(p, pa.ChunkedArray) else p for p in parts]
+    parts = [p for p in parts if p.null_count < len(p)]
+    if not parts:
+        return pa.nulls(rows, pa.string())
+    has_message = parts[0].is_valid()
+    for part in parts[1:]:
+        has_message = pc.or_(has_message, part.is_valid())
+    where = pc.indices_nonzero(has_message)
+    taken = [pc.take(part, where).to_pylist() for part in parts]
+    joined: list[str | None] = [None] * rows
+    for index, messages in zip(where.to_pylist(), zip(*taken)):
+        joined[index] = separator.join(m for m in messages if m is not None)
+    return pa.array(joined, pa.string())

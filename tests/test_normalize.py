@@ -83,3 +83,12 @@ def test_property_normalisers_never_raise_and_keep_length(values) -> None:
     for name, normaliser in normalize.NORMALISERS.items():
         result, errors = normaliser(array)
         assert len(result) == len(values) == len(errors), name
+
+
+def test_join_messages_keeps_every_row() -> None:
+    """Regression: pyarrow's own join drops rows when one input is all null."""
+    joined = normalize.join_messages([pa.array(["m", None, "m"]), pa.array([None, None, None], pa.string())], 3)
+    assert joined.to_pylist() == ["m", None, "m"]
+    joined = normalize.join_messages([pa.array(["a", None, None]), pa.array(["b", None, "c"])], 3)
+    assert joined.to_pylist() == ["a; b", None, "c"]
+    assert normalize.join_messages([], 2).to_pylist() == [None, None]
