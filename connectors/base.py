@@ -38,5 +38,12 @@ class Connector(Protocol):
         ...
 
 
+# Optional methods a connector may add; collect() calls them when present:
+#   prepare(since)   before arrow_schema(), for a schema that depends on what will be read (HTTP: the first page)
+#   details() -> dict  after reading, kept in the landing metadata (files and encodings, pages, rejections)
+#   commit(landing)  after the landing is published and recorded (file drops mark their fingerprints)
+#   close()          always, at the end (removes temporary spools)
+
+
 class SourceError(Exception):
     """A source could not be read; the message names the source and the cause, never its credentials."""

@@ -13,7 +13,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,6 +39,10 @@ class Landing:
     watermark_low: str | None
     watermark_high: str | None
     columns: list[str]
+    # Differences from the previous landing's columns (added / removed / retyped), see connectors.collect.
+    schema_changes: list[dict] = field(default_factory=list)
+    # What the connector wants the record to say about the extract (files and encodings, pages, rejections).
+    details: dict = field(default_factory=dict)
 
 
 def safe_run_id(run_id: str) -> str:
@@ -67,6 +71,8 @@ def write_landing(
     batches: Iterable[pa.RecordBatch],
     watermark: Watermark | Callable[[], Watermark] | None = None,
     extracted_at: datetime | None = None,
+    schema_changes: list[dict] | None = None,
+    details: dict | Callable[[], dict] | None = None,
 ) -> Landing:
     """Stream batches into the run's Parquet file and publish it atomically; a finished landing is returned as is."""
     existing = read_landing(root, source_id, run_id)
@@ -94,6 +100,8 @@ def write_landing(
             watermark_low=watermark.low,
             watermark_high=watermark.high,
             columns=list(schema.names),
+            schema_changes=list(schema_changes or []),
+            details=(details() if callable(details) else details) or {},
         )
         (staging / METADATA_FILE).write_text(json.dumps(asdict(landing), ensure_ascii=False, indent=2), encoding="utf-8")
         staging.rename(final)
