@@ -42,6 +42,7 @@ class SourceSpec:
     table: str | None = None
     constants: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    merge: bool = True
 
     @property
     def dag_id(self) -> str:
@@ -84,7 +85,7 @@ def _spec(entry: dict[str, Any]) -> SourceSpec:
             for column, rule in entry["fields"].items()
         )
         known = {"id", "department", "department_code", "kind", "connection", "library", "primary_key",
-                 "replication_key", "schedule", "fields", "table", "constants"}
+                 "replication_key", "schedule", "fields", "table", "constants", "merge"}
         spec = SourceSpec(
             id=entry["id"],
             department=entry["department"],
@@ -98,6 +99,7 @@ def _spec(entry: dict[str, Any]) -> SourceSpec:
             fields=fields,
             table=entry.get("table"),
             constants=dict(entry.get("constants") or {}),
+            merge=bool(entry.get("merge", True)),
             options={k: v for k, v in entry.items() if k not in known},
         )
     except (KeyError, TypeError, AttributeError) as error:
@@ -122,6 +124,6 @@ def get_source(source_id: str) -> SourceSpec:
     raise KeyError(f"未登记的数据源 unknown source: {source_id}")
 
 
-def sources_for(library: str) -> tuple[SourceSpec, ...]:
-    """The sources feeding one base library."""
-    return tuple(spec for spec in all_sources() if spec.library == library)
+def sources_for(library: str, merged_only: bool = False) -> tuple[SourceSpec, ...]:
+    """The sources feeding one base library (only those its merge takes in, if merged_only)."""
+    return tuple(spec for spec in all_sources() if spec.library == library and (spec.merge or not merged_only))

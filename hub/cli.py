@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "world.cli",
     "hub.db_cli",
     "hub.pipeline_cli",
+    "hub.bench_cli",
 )
 
 DESCRIPTION = """政务数据共享与证照交换枢纽 — government data-sharing and licence-exchange hub.

@@ -26,6 +26,8 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=30),
     "execution_timeout": timedelta(hours=2),
 }
+# Merges are deterministic and local: one quick retry covers a locked database; more would only delay a real error.
+MERGE_ARGS = DEFAULT_ARGS | {"retries": 1, "retry_delay": timedelta(seconds=5)}
 
 LIBRARY_LABELS = {"population": "人口库", "legal_entity": "法人库", "licence": "电子证照库", "credit": "信用库"}
 
@@ -73,7 +75,7 @@ def collection_dag(spec: SourceSpec) -> DAG:
 
 def merge_dag(library: str) -> DAG:
     """merge_<library>: load every landed, not yet loaded run of the library's sources."""
-    inlets = [landing_asset(spec.id) for spec in sources_for(library)]
+    inlets = [landing_asset(spec.id) for spec in sources_for(library, merged_only=True)]
     with DAG(
         dag_id=f"merge_{library}",
         description=f"汇入{LIBRARY_LABELS[library]} merge landings into the {library} library",
@@ -81,7 +83,7 @@ def merge_dag(library: str) -> DAG:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args=MERGE_ARGS,
         tags=["merge", library],
         doc_md=f"当任一数据源落地后，将尚未入库的落地批次标准化并汇入{LIBRARY_LABELS[library]}。",
     ) as dag:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import argparse
 
-import sqlalchemy as sa
-
-from hub import crypto, db
 from hub.cli import HubError
-from hub.models import Base
+from hub.lazy import lazy_import
+
+# Loaded on first use: registering the commands must stay cheap for every other `hub` command.
+sa = lazy_import("sqlalchemy")
+crypto = lazy_import("hub.crypto")
+db = lazy_import("hub.db")
+models = lazy_import("hub.models")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -116,7 +119,7 @@ def run_rotate(args: argparse.Namespace) -> int:
 
 def encrypted_columns() -> list[sa.Column]:
     """Every ciphertext column of the hub tables (named *_enc by convention)."""
-    return [c for table in Base.metadata.sorted_tables for c in table.columns if c.name.endswith("_enc")]
+    return [c for table in models.Base.metadata.sorted_tables for c in table.columns if c.name.endswith("_enc")]
 
 
 def rewrap_database(

@@ -166,7 +166,8 @@ def load_dags() -> dict:
     """Every DAG of the project, parsed by Airflow's DagBag; import errors are fatal."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER))
+    with output_to(get_settings().airflow_home / "logs" / "hub-run.log"):
+        bag = DagBag(dag_folder=str(airflow_env.DAGS_FOLDER))
     if bag.import_errors:
         raise PipelineError(f"DAG 导入错误 DAG import errors: {bag.import_errors}")
     return bag.dags

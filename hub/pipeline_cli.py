@@ -28,15 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the pipeline and print the counts per source and per library."""
+    from connectors.registry import get_source
     from hub.pipeline import PipelineError, run_pipeline
 
     try:
         result = run_pipeline(scale=args.scale, seed=args.seed, regenerate=args.regenerate)
     except PipelineError as error:
         raise HubError(str(error)) from error
-    print("\n各数据源 per source            抽取 extracted   入库 loaded   隔离 rejected")
+    print(f"\n{'各数据源 per source':<26}{'抽取 extracted':>14}{'入库 loaded':>13}{'隔离 rejected':>15}  去向 status")
     for source_id, row in sorted(result["sources"].items()):
-        print(f"  {source_id:<28}{row['extracted']:>12,}{row['loaded']:>13,}{row['rejected']:>15,}")
+        status = "已入库 merged" if get_source(source_id).merge and row["loaded"] + row["rejected"] else "仅落地 landed"
+        print(f"  {source_id:<24}{row['extracted']:>14,}{row['loaded']:>13,}{row['rejected']:>15,}  {status}")
     print("\n各基础库 per library")
     labels = {"population": "人口库", "legal_entity": "法人库", "licence": "电子证照库", "credit": "信用库"}
     for library, count in result["libraries"].items():

@@ -27,7 +27,7 @@ BATCH_ROWS = 50_000
 
 def pending_runs(engine: sa.Engine, library: str) -> list[SourceRun]:
     """Landed runs of the library's sources not loaded yet, oldest first."""
-    source_ids = [spec.id for spec in sources_for(library)]
+    source_ids = [spec.id for spec in sources_for(library, merged_only=True)]
     query = sa.select(SourceRun).where(SourceRun.source_id.in_(source_ids), SourceRun.status == "landed").order_by(SourceRun.id)
     with sa.orm.Session(engine) as session:
         return list(session.scalars(query))
