@@ -6,7 +6,7 @@ and yields Arrow record batches; landing, watermarks and lineage are handled onc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,7 +43,28 @@ class Connector(Protocol):
 #   details() -> dict  after reading, kept in the landing metadata (files and encodings, pages, rejections)
 #   commit(landing)  after the landing is published and recorded (file drops mark their fingerprints)
 #   close()          always, at the end (removes temporary spools)
+#   read_batches(since, batch_rows, until=…)  connectors that can backfill also take an upper bound: since < key <= until
+#   snapshot_sent() -> bool  in snapshot mode, False when the run brought no new snapshot (a file drop without new files)
+#   write_extras(folder)  files to publish with the landing (a snapshot's keys and hashes: the next run's baseline)
 
 
 class SourceError(Exception):
     """A source could not be read; the message names the source and the cause, never its credentials."""
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """The same rows in batches of exactly `rows` (the last one shorter): even Parquet row groups downstream."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows).combine_chunks().to_batches()[0]
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]

@@ -4,6 +4,15 @@ The watermark of the run is committed (in the hub database's source_run table) o
 published, so a crash between the two re-extracts the same range instead of skipping it. File fingerprints
 are committed (connector.commit) after the run is recorded, for the same reason.
 
+Modes (registry `mode`, see connectors.registry): incremental sources read what is newer than the last
+watermark; snapshot sources are read whole and only the differences from the previous snapshot land
+(connectors.snapshot), the previous snapshot being the keys file beside the latest recorded snapshot landing.
+
+Backfill: collect(source_id, run_id, window=(from, to)) reads the replication-key window (from, to] of an
+incremental sql/http source instead of "since the last watermark". Its source_run row carries no watermark (the
+window is in the landing's details.backfill), so a backfill never moves the incremental watermark, backwards or
+forwards; a rerun of the run id returns its landing, and asking that run id for another window is an error.
+
 Schema drift: before extracting, the connector's schema is compared with the previous landing that had rows
 (columns added, removed or retyped). The changes are kept in the landing's metadata (schema_changes); the
 registry's `on_schema_drift` (warn | fail, default warn) says whether they only warn or stop the collection.
@@ -13,9 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +33,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from connectors.base import Connector, SourceError
-from connectors.connections import env_var_name, sqlalchemy_url
+from connectors import connections
+from connectors.base import Connector, SourceError, Watermark
+from connectors.connections import sqlalchemy_url
 from connectors.files import file_connector
 from connectors.http import http_connector
-from connectors.landing import Landing, read_landing, write_landing
+from connectors.landing import METADATA_FILE, Landing, read_landing, write_landing
 from connectors.registry import SourceSpec, get_source
+from connectors.snapshot import SnapshotDiff
 from connectors.sql import SqlConnector
 from hub.db import engine_for
 from hub.models import SourceRun
@@ -42,7 +54,11 @@ DRIFT_POLICIES = ("warn", "fail")
 def connector_for(spec: SourceSpec) -> Connector:
     """The connector of a registered source."""
     if spec.kind == "sql":
-        return SqlConnector(spec.id, sqlalchemy_url(spec.connection), spec.table or spec.id, spec.primary_key, spec.replication_key)
+        try:
+            url = sqlalchemy_url(spec.connection)
+        except (LookupError, ValueError) as error:  # the messages name the connection, never its content
+            raise SourceError(f"数据源 {spec.id}: {error}") from error
+        return SqlConnector(spec.id, url, spec.table or spec.id, spec.primary_key, spec.replication_key)
     if spec.kind == "file":
         return file_connector(spec, connection_fields(spec.id, spec.connection), get_settings().data_root)
     if spec.kind == "http":
@@ -53,23 +69,9 @@ def connector_for(spec: SourceSpec) -> Connector:
 def connection_fields(source_id: str, conn_id: str) -> dict[str, Any]:
     """Every field of an Airflow connection, extra included (fs connections keep their folder in extra.path)."""
     try:
-        from airflow.sdk import BaseHook
-
-        conn = BaseHook.get_connection(conn_id)
-        return {"conn_type": conn.conn_type, "host": conn.host, "port": conn.port, "login": conn.login,
-                "password": conn.password, "schema": conn.schema, "extra": conn.extra_dejson}
-    except Exception as error:  # outside a task Airflow may have no supervisor: fall back to the variable
-        raw = os.environ.get(env_var_name(conn_id))
-        if raw is None:
-            raise SourceError(f"数据源 {source_id}: 未配置连接 connection '{conn_id}' is not defined ({env_var_name(conn_id)})") from error
-        try:
-            fields = json.loads(raw)
-            extra = fields.get("extra") or {}
-            fields["extra"] = json.loads(extra) if isinstance(extra, str) else dict(extra)
-        except (ValueError, TypeError, AttributeError) as parse_error:
-            # The value may hold a password: name the variable, never echo it.
-            raise SourceError(f"数据源 {source_id}: 连接 {env_var_name(conn_id)} 不是 JSON 形式 is not a JSON connection") from parse_error
-        return fields
+        return connections.connection_fields(conn_id)
+    except (LookupError, ValueError) as error:  # the messages name the connection, never its content
+        raise SourceError(f"数据源 {source_id}: {error}") from error
 
 
 def last_watermark(engine: sa.Engine, source_id: str) -> str | None:
@@ -85,7 +87,8 @@ def last_watermark(engine: sa.Engine, source_id: str) -> str | None:
 
 
 def record_landing(engine: sa.Engine, landing: Landing, started_at: datetime) -> None:
-    """Record a published landing as a source_run row (once per source and run id)."""
+    """Record a published landing as a source_run row (once per source and run id); a backfill records no watermark."""
+    incremental = not landing.details.get("backfill")
     with engine.begin() as connection:
         exists = connection.execute(
             sa.select(SourceRun.id).where(SourceRun.source_id == landing.source_id, SourceRun.run_id == landing.run_id)
@@ -102,8 +105,8 @@ def record_landing(engine: sa.Engine, landing: Landing, started_at: datetime) ->
                 rows_extracted=landing.rows,
                 landing_path=landing.path,
                 landing_sha256=landing.sha256,
-                watermark_from=landing.watermark_low,
-                watermark_to=landing.watermark_high,
+                watermark_from=landing.watermark_low if incremental else None,
+                watermark_to=landing.watermark_high if incremental else None,
             )
         )
 
@@ -185,39 +188,146 @@ def check_drift(spec: SourceSpec, changes: list[dict]) -> None:
     log.warning("数据源 %s: 源结构变化 schema drift: %s", spec.id, described)
 
 
-def extract(connector: Connector, spec: SourceSpec, engine: sa.Engine, landing_root: Path, run_id: str) -> Landing:
-    """Read the source into a new landing, after checking its schema against the previous landing."""
-    since = last_watermark(engine, spec.id) if spec.replication_key else None
+def snapshot_baseline(engine: sa.Engine, source_id: str, run_id: str) -> tuple[Path | None, str | None]:
+    """Keys file and run id of the latest recorded snapshot of a source (None, None: no snapshot yet)."""
+    query = (
+        sa.select(SourceRun.run_id, SourceRun.landing_path)
+        .where(SourceRun.source_id == source_id, SourceRun.run_id != run_id, SourceRun.landing_path.is_not(None))
+        .order_by(SourceRun.id.desc())
+    )
+    with engine.connect() as connection:
+        runs = connection.execute(query).all()
+    for earlier, path in runs:
+        folder = Path(path).parent
+        try:
+            details = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8")).get("details") or {}
+        except (OSError, ValueError) as error:
+            # Starting afresh would miss every delete since then: stop and let a person restore the landing.
+            raise SourceError(
+                f"数据源 {source_id}: 上一快照的落地缺失 the landing of run {earlier} is missing or unreadable ({folder}); "
+                "无法比对差异 the snapshot diff needs it — 请恢复该落地 restore it"
+            ) from error
+        snapshot = details.get("snapshot")
+        if snapshot is None:
+            return None, None  # collected before the source was in snapshot mode: this snapshot starts afresh
+        if snapshot.get("sent"):
+            keys = folder / snapshot["keys_file"]
+            if not keys.exists():
+                raise SourceError(f"数据源 {source_id}: 快照基线缺失 snapshot keys of run {earlier} are missing: {keys}; 请恢复该落地 restore it")
+            return keys, earlier
+    return None, None
+
+
+def window_from_params(source_id: str, params: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The backfill window a DAG run was given (params/conf backfill_from and backfill_to), or None for a normal run."""
+    bounds = [params.get(name) for name in ("backfill_from", "backfill_to")]
+    given = [b for b in bounds if b not in (None, "")]
+    if not given:
+        return None
+    if len(given) == 1:
+        raise SourceError(f"数据源 {source_id}: 回补需要同时给出 backfill_from 和 backfill_to a backfill needs both bounds")
+    return str(bounds[0]), str(bounds[1])
+
+
+def backfill_window(spec: SourceSpec, window: tuple[Any, Any]) -> tuple[str, str]:
+    """A checked backfill window (from, to] as text: the source can be backfilled, both bounds given, from < to."""
+    if not spec.can_backfill:
+        raise SourceError(
+            f"数据源 {spec.id}: 不能按时间窗口回补 cannot be backfilled — 只有按增量键（replication_key）采集的 sql/http 数据源可以 "
+            f"only incremental sql/http sources with a replication key can (this one is {spec.kind}, {spec.mode})"
+        )
+    try:
+        low, high = (str(bound).strip() for bound in window)
+    except (TypeError, ValueError) as error:
+        raise SourceError(f"数据源 {spec.id}: 回补窗口应为 (起点, 终点) backfill window must be (from, to)") from error
+    if not low or not high:
+        raise SourceError(f"数据源 {spec.id}: 回补窗口起点和终点都不能为空 backfill_from and backfill_to must both be given")
+    if not _before(low, high):
+        raise SourceError(f"数据源 {spec.id}: 回补窗口起点须早于终点 backfill_from ({low}) must be before backfill_to ({high})")
+    return low, high
+
+
+def _before(low: str, high: str) -> bool:
+    """low < high, compared as times, else as numbers, else as text."""
+    for parse in (datetime.fromisoformat, Decimal):
+        try:
+            return parse(low) < parse(high)
+        except (ValueError, TypeError, InvalidOperation):
+            continue
+    return low < high
+
+
+def _same_request(spec: SourceSpec, run_id: str, landing: Landing, window: tuple[str, str] | None) -> None:
+    """A rerun of a landed run id must ask for what was landed (the same window, or none)."""
+    asked = None if window is None else {"from": window[0], "to": window[1]}
+    landed = landing.details.get("backfill")
+    if landed != asked:
+        def described(bounds: dict | None) -> str:
+            return "增量采集 incremental" if bounds is None else f"回补 backfill ({bounds['from']}, {bounds['to']}]"
+
+        raise SourceError(
+            f"数据源 {spec.id}: 运行 {run_id} 已作为{described(landed)}落地 already landed, "
+            f"不能再作为{described(asked)}采集 cannot be collected again as another request; 请使用新的运行 use a new run"
+        )
+
+
+def extract(
+    connector: Connector, spec: SourceSpec, engine: sa.Engine, landing_root: Path, run_id: str,
+    window: tuple[str, str] | None = None,
+) -> Landing:
+    """Read the source into a new landing (since the last watermark, or over a backfill window), after checking its schema."""
+    if window is not None:
+        since, until = window
+    else:
+        since = last_watermark(engine, spec.id) if spec.replication_key and spec.mode == "incremental" else None
+        until = None
     prepare = getattr(connector, "prepare", None)
     if prepare is not None:  # a connector whose schema depends on what it reads (HTTP) looks first
         prepare(since)
     schema = connector.arrow_schema()
     changes = schema_changes(previous_schema(engine, spec.id, run_id), schema)
     check_drift(spec, changes)
-    details = getattr(connector, "details", None)
+    batches = connector.read_batches(since=since) if until is None else connector.read_batches(since=since, until=until)
+    connector_details = getattr(connector, "details", None)
+
+    def details() -> dict:
+        described = connector_details() if connector_details is not None else {}
+        return described if window is None else described | {"backfill": {"from": since, "to": until}}
+
     return write_landing(
         landing_root,
         spec.id,
         run_id,
         schema,
-        connector.read_batches(since=since),
-        watermark=lambda: connector.watermark,
+        batches,
+        # A backfill covered its window, whatever keys it found in it.
+        watermark=(lambda: connector.watermark) if window is None else Watermark(low=since, high=until),
         schema_changes=changes,
         details=details,
+        extras=getattr(connector, "write_extras", None),
     )
 
 
-def collect(source_id: str, run_id: str) -> dict:
-    """Extract a source into landing for a run (idempotent per run id); returns the landing metadata."""
+def collect(source_id: str, run_id: str, window: tuple[Any, Any] | None = None) -> dict:
+    """Extract a source into landing for a run (idempotent per run id); returns the landing metadata.
+
+    window=(from, to) asks for a backfill of the replication-key range (from, to] instead of an incremental read.
+    """
     settings = get_settings()
     spec = get_source(source_id)
+    bounds = backfill_window(spec, window) if window is not None else None
     engine = engine_for(settings.database_url)
     started_at = datetime.now(timezone.utc)
     connector = connector_for(spec)
     try:
         landing = read_landing(settings.landing_dir, spec.id, run_id)
         if landing is None:
-            landing = extract(connector, spec, engine, settings.landing_dir, run_id)
+            if spec.mode == "snapshot":
+                baseline, baseline_run = snapshot_baseline(engine, spec.id, run_id)
+                connector = SnapshotDiff(connector, baseline, settings.data_root / "tmp", baseline_run)
+            landing = extract(connector, spec, engine, settings.landing_dir, run_id, bounds)
+        else:
+            _same_request(spec, run_id, landing, bounds)
         record_landing(engine, landing, started_at)
         commit = getattr(connector, "commit", None)
         if commit is not None:  # after the run is recorded: a crash before this re-reads, never skips

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +39,7 @@ def connection_json(url: str | sa.URL) -> str:
 def sqlalchemy_url(conn_id: str) -> sa.URL:
     """The SQLAlchemy URL of an Airflow connection; read through Airflow's secrets backends when available."""
     conn = _airflow_connection(conn_id)
-    conn_type = conn["conn_type"]
+    conn_type = conn.get("conn_type")
     if conn_type not in SQLALCHEMY_DRIVERS:
         raise ValueError(f"连接 {conn_id} 的类型 {conn_type} 不受支持 unsupported connection type")
     if conn_type == "sqlite":
@@ -54,21 +55,39 @@ def sqlalchemy_url(conn_id: str) -> sa.URL:
 
 
 def _airflow_connection(conn_id: str) -> dict[str, Any]:
-    """Fields of a connection: from Airflow (any secrets backend) inside a task, else from the environment."""
+    """Fields of a connection (extra as a dict): from Airflow (any secrets backend) inside Airflow, else from the environment."""
+    fields = _from_airflow(conn_id)
+    if fields is not None:
+        return fields
+    raw = os.environ.get(env_var_name(conn_id))
+    if raw is None:
+        raise LookupError(f"未配置连接 connection '{conn_id}' is not defined ({env_var_name(conn_id)})")
+    try:
+        fields = json.loads(raw)
+        extra = fields.get("extra") or {}
+        fields["extra"] = json.loads(extra) if isinstance(extra, str) else dict(extra)
+    except (ValueError, TypeError, AttributeError) as error:
+        # The value may hold a password: name the variable, never echo it.
+        raise ValueError(f"连接 {env_var_name(conn_id)} 不是 JSON 形式 is not a JSON connection") from error
+    return fields
+
+
+def _from_airflow(conn_id: str) -> dict[str, Any] | None:
+    """The connection as Airflow resolves it (which also masks its password in task logs); None outside Airflow."""
+    if "airflow" not in sys.modules:
+        # Not running under Airflow: importing it here would configure Airflow for this process from whatever
+        # environment it happens to have (and create ~/airflow), so read the variable directly instead.
+        return None
     try:
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(conn_id)
-        return {
-            "conn_type": conn.conn_type,
-            "host": conn.host,
-            "port": conn.port,
-            "login": conn.login,
-            "password": conn.password,
-            "schema": conn.schema,
-        }
-    except Exception as error:  # outside a task Airflow may have no supervisor: fall back to the variable
-        raw = os.environ.get(env_var_name(conn_id))
-        if raw is None:
-            raise LookupError(f"未配置连接 connection '{conn_id}' is not defined ({env_var_name(conn_id)})") from error
-        return json.loads(raw)
+    except Exception:  # no supervisor (Airflow imported outside a task) or not defined there: use the variable
+        return None
+    return {"conn_type": conn.conn_type, "host": conn.host, "port": conn.port, "login": conn.login,
+            "password": conn.password, "schema": conn.schema, "extra": conn.extra_dejson}
+
+
+def connection_fields(conn_id: str) -> dict[str, Any]:
+    """Every field of a connection, extra included (fs connections keep their folder in extra.path)."""
+    return _airflow_connection(conn_id)

@@ -16,6 +16,10 @@
   incremental parser, Excel in row chunks (calamine holds the sheet's cells natively, not as Python objects).
 - Encoding: a BOM decides; otherwise strict UTF-8, then GB18030 (a superset of GBK), each over the whole file.
   Anything else is rejected with charset-normalizer's guess in the reason; a source can list more encodings.
+- Snapshot mode (registry `mode: snapshot`): every file is the department's complete list, so only the newest
+  new file (last in name order; date-stamp the names) that can be read lands, and older new files are recorded
+  as superseded; connectors.snapshot then lands only its differences from the previous list. With
+  `snapshot_files: all`, the new files of a run together form the list (a list split by region, say).
 - Files must be dropped atomically (written under a temporary name, then renamed): names starting with
   '.' or '~$' and ending in .tmp/.part are ignored.
 """
@@ -71,6 +75,9 @@ class FileOptions:
     delimiter: str = ","
     sheet: str | int | None = None
     required_columns: tuple[str, ...] = ()
+    # Snapshot mode: every file is the department's complete list, so of the new files only the newest (last in
+    # name order) that can be read is landed; older new files are superseded (recorded, never read).
+    latest_only: bool = False
 
 
 @dataclass
@@ -147,6 +154,7 @@ class FileConnector:
         self._spool_dir: Path | None = None
         self._rejected: list[dict[str, str]] = []
         self._duplicates: list[dict[str, str]] = []
+        self._superseded: list[dict[str, str]] = []
         self._already_known = 0
 
     def arrow_schema(self) -> pa.Schema:
@@ -171,6 +179,10 @@ class FileConnector:
             self.close()
         self.watermark = Watermark()
 
+    def snapshot_sent(self) -> bool:
+        """In snapshot mode: True when at least one new file was read (the new files are the complete list)."""
+        return bool(self._prepare())
+
     def details(self) -> dict[str, Any]:
         """Files landed (with encoding and counts), files rejected, duplicates and already-known files skipped."""
         return {
@@ -178,6 +190,7 @@ class FileConnector:
             "rejected": list(self._rejected),
             "duplicates": list(self._duplicates),
             "already_known": self._already_known,  # loaded or rejected by an earlier run
+            **({"superseded": list(self._superseded)} if self.options.latest_only else {}),
         }
 
     def commit(self, landing: Landing) -> None:
@@ -186,11 +199,11 @@ class FileConnector:
             f["sha256"]: {"status": "loaded", "file": f["file"], "run_id": landing.run_id, "at": landing.extracted_at}
             for f in landing.details.get("files", [])
         }
-        for rejected in landing.details.get("rejected", []):
-            entries.setdefault(
-                rejected["sha256"],
-                {"status": "rejected", "file": rejected["file"], "run_id": landing.run_id, "at": landing.extracted_at},
-            )
+        for status, files in (("rejected", landing.details.get("rejected", [])), ("superseded", landing.details.get("superseded", []))):
+            for entry in files:
+                entries.setdefault(
+                    entry["sha256"], {"status": status, "file": entry["file"], "run_id": landing.run_id, "at": landing.extracted_at}
+                )
         self.state.record(entries)
 
     def close(self) -> None:
@@ -210,11 +223,15 @@ class FileConnector:
         self._spool_dir = Path(tempfile.mkdtemp(prefix=f"{self.source_id}-", dir=self.work_dir))
         seen: dict[str, str] = {}
         spools: list[_Spool] = []
-        for path in self._candidates():
+        candidates = self._candidates()
+        for path in reversed(candidates) if self.options.latest_only else candidates:
             name = path.relative_to(self.folder).as_posix()
             sha = file_sha256(path)
             if sha in known:
                 self._already_known += 1
+                continue
+            if self.options.latest_only and spools:  # an older complete list than the one being landed
+                self._superseded.append({"file": name, "sha256": sha, "by": spools[0].name})
                 continue
             if sha in seen:  # the same content under another name: landing it twice would double the rows
                 self._duplicates.append({"file": name, "sha256": sha, "same_as": seen[sha]})
@@ -454,12 +471,16 @@ def file_connector(spec, connection: dict[str, Any], data_root: Path) -> FileCon
         raise SourceError(f"数据源 {spec.id}: 登记项缺少 glob registry entry needs a glob or a list of globs (e.g. '*.csv')")
     encodings = options.get("encodings") or ([options["encoding"]] if options.get("encoding") else DEFAULT_ENCODINGS)
     required = options.get("required_columns")
+    snapshot_files = options.get("snapshot_files", "latest")
+    if snapshot_files not in ("latest", "all"):
+        raise SourceError(f"数据源 {spec.id}: snapshot_files 只能是 latest 或 all must be latest or all, not {snapshot_files!r}")
     file_options = FileOptions(
         file_format=options.get("format"),
         encodings=tuple(encodings),
         delimiter=str(options.get("delimiter", ",")),
         sheet=options.get("sheet"),
         required_columns=tuple(spec.primary_key if required is None else required),
+        latest_only=spec.mode == "snapshot" and snapshot_files == "latest",
     )
     return FileConnector(
         spec.id,

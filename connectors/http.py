@@ -82,7 +82,7 @@ class HttpConnector:
         self._since: str | None = None
         self._first: dict[str, Any] | None = None
         self.stats = {"pages": 0, "requests": 0, "retries": 0, "rate_limited": 0, "records": 0,
-                      "skipped_not_newer": 0, "unexpected_keys": []}
+                      "skipped_not_newer": 0, "skipped_after_window": 0, "unexpected_keys": []}
 
     def __repr__(self) -> str:
         return f"HttpConnector({self.source_id!r}, {self.base_url!r})"  # never the token
@@ -111,12 +111,13 @@ class HttpConnector:
             self._schema = pa.schema([text_field(c, types.get(c)) for c in columns] + list(LINEAGE))
         return self._schema
 
-    def read_batches(self, since: Any | None = None, batch_rows: int = 50_000) -> Iterator[pa.RecordBatch]:
-        """Page through the records changed after `since`; afterwards self.watermark holds the range read."""
+    def read_batches(self, since: Any | None = None, batch_rows: int = 50_000, until: Any | None = None) -> Iterator[pa.RecordBatch]:
+        """Page through the records changed after `since` (and not after `until`, for a backfill); afterwards self.watermark holds the range read."""
         schema = self.arrow_schema()
         columns = [f.name for f in schema if f.name not in LINEAGE.names]
         options = self.options
         since_text = None if since is None else str(since)
+        until_text = None if until is None else str(until)
         # The page fetched by prepare() is used once, and only for the same extract.
         first = self._first if since_text == self._since else None
         self._first = None
@@ -140,6 +141,9 @@ class HttpConnector:
                     # The API may treat the filter as >=: a record at the watermark was landed last time.
                     if since_text is not None and key is not None and key <= since_text:
                         self.stats["skipped_not_newer"] += 1
+                        continue
+                    if until_text is not None and key is not None and key > until_text:
+                        self.stats["skipped_after_window"] += 1  # the API filters only from below
                         continue
                     if key is not None and (high is None or key > high):
                         high = key

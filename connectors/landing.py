@@ -73,8 +73,13 @@ def write_landing(
     extracted_at: datetime | None = None,
     schema_changes: list[dict] | None = None,
     details: dict | Callable[[], dict] | None = None,
+    extras: Callable[[Path], None] | None = None,
 ) -> Landing:
-    """Stream batches into the run's Parquet file and publish it atomically; a finished landing is returned as is."""
+    """Stream batches into the run's Parquet file and publish it atomically; a finished landing is returned as is.
+
+    `extras(folder)`, if given, writes further files into the landing folder before it is published (a snapshot's
+    keys and hashes), so they appear together with the data or not at all.
+    """
     existing = read_landing(root, source_id, run_id)
     if existing is not None:
         return existing
@@ -90,6 +95,8 @@ def write_landing(
         extracted = (extracted_at or datetime.now(timezone.utc)).isoformat()
         # A callable is asked only after the batches are consumed: the high mark is known only then.
         watermark = (watermark() if callable(watermark) else watermark) or Watermark()
+        if extras is not None:
+            extras(staging)
         landing = Landing(
             source_id=source_id,
             run_id=run_id,

@@ -12,6 +12,7 @@ import yaml
 
 REGISTRY_FILE = Path(__file__).with_name("sources.yaml")
 KINDS = {"sql", "file", "http"}
+MODES = ("incremental", "snapshot")
 LIBRARIES = {"population", "legal_entity", "licence", "credit"}
 
 
@@ -48,6 +49,19 @@ class SourceSpec:
     def dag_id(self) -> str:
         """The collection DAG of this source."""
         return f"collect_{self.id}"
+
+    @property
+    def mode(self) -> str:
+        """incremental (by replication key, or by file fingerprint) or snapshot (full read, diff by primary key)."""
+        declared = self.options.get("mode")
+        if declared is not None:
+            return declared
+        return "snapshot" if self.kind in ("sql", "http") and not self.replication_key else "incremental"
+
+    @property
+    def can_backfill(self) -> bool:
+        """True when a run can be asked for an explicit replication-key window (sql and http, incremental)."""
+        return self.kind in ("sql", "http") and self.mode == "incremental" and self.replication_key is not None
 
 
 class RegistryError(ValueError):
@@ -108,6 +122,12 @@ def _spec(entry: dict[str, Any]) -> SourceSpec:
         raise RegistryError(f"数据源 {spec.id}: 未知类型 unknown kind {spec.kind!r}")
     if spec.library not in LIBRARIES:
         raise RegistryError(f"数据源 {spec.id}: 未知基础库 unknown library {spec.library!r}")
+    if spec.mode not in MODES:
+        raise RegistryError(f"数据源 {spec.id}: mode 只能是 incremental 或 snapshot must be incremental or snapshot, not {spec.mode!r}")
+    if spec.mode == "incremental" and spec.kind in ("sql", "http") and not spec.replication_key:
+        raise RegistryError(f"数据源 {spec.id}: 增量采集需要 replication_key incremental mode needs a replication_key (or use mode: snapshot)")
+    if spec.mode == "snapshot" and not spec.primary_key:
+        raise RegistryError(f"数据源 {spec.id}: 快照比对需要 primary_key snapshot mode needs a primary_key")
     return spec
 
 

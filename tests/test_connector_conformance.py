@@ -1,9 +1,12 @@
 """One conformance suite every connector kind passes (the Singer SDK's pattern), through the real collect() path.
 
-Kinds: sql on SQLite, file drops as GBK CSV, Excel and JSON Lines, and an HTTP JSON API. For each: full read,
-incremental read (new rows for sql/http, new files for file drops), idempotent rerun of a run id (same
+Kinds: sql on SQLite, file drops as GBK CSV, Excel and JSON Lines, and an HTTP JSON API — and the same three
+families in snapshot mode (a table and an API without a replication key, a department re-sending its complete
+list as a new CSV file). For each: full read (a first snapshot is all inserts), incremental read (new rows for
+sql/http, new files for file drops, only the differences for snapshots), idempotent rerun of a run id (same
 landing, nothing read), schema drift (added / removed / retyped column, warn or fail by registry policy)
 and bad input (a malformed file is rejected and the rest lands; a failing API or a missing table fails clearly).
+Snapshot kits also pass the diff test: a changed snapshot lands exactly its inserts, updates and deletes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute below
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -53,6 +58,7 @@ class Kit:
 
     kind = ""
     typed = True  # False: the source has no value types (CSV, Excel cells typed ad hoc), so nothing can be retyped
+    snapshot = False  # True: every run reads everything and only the differences land, with _change
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -122,6 +128,7 @@ class SqlKit(Kit):
 class FileKit(Kit):
     kind = "file"
     suffix = ""
+    broken = "batch_000"  # the malformed file break_source() drops
 
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
@@ -144,7 +151,7 @@ class FileKit(Kit):
 
     def break_source(self) -> None:
         self.add(1, 5, day=1)
-        (self.folder / f"batch_000{self.suffix}").write_bytes(self.malformed())
+        (self.folder / f"{self.broken}{self.suffix}").write_bytes(self.malformed())
 
     def malformed(self) -> bytes:
         return b"\xff\xfe\xfd not text in any encoding we accept \x81"
@@ -155,8 +162,8 @@ class CsvGbkKit(FileKit):
     typed = False
 
     def write(self, path: Path, rows: list[dict]) -> None:
-        header = list(rows[0])
-        lines = [",".join(header)] + [",".join(str(r[c]) for c in header) for r in rows]
+        header = list(dict.fromkeys(c for r in rows for c in r))  # rows written before a column was added lack it
+        lines = [",".join(header)] + [",".join(str(r.get(c, "")) for c in header) for r in rows]
         path.write_bytes(("\r\n".join(lines) + "\r\n").encode("gbk"))
 
 
@@ -215,7 +222,85 @@ class HttpKit(Kit):
         self.api.__exit__(None, None, None)
 
 
-KITS = [SqlKit, CsvGbkKit, XlsxKit, JsonlKit, HttpKit]
+class SnapshotSqlKit(SqlKit):
+    """A table without a replication key: snapshot and diff."""
+
+    snapshot = True
+
+    def entry(self) -> dict:
+        entry = super().entry()
+        del entry["replication_key"]
+        return entry
+
+    def change(self, renamed: dict[int, str], deleted: list[int]) -> None:
+        with self.engine.begin() as connection:
+            for key, name in renamed.items():
+                connection.execute(sa.text(f'UPDATE src SET "{NAME}" = :n WHERE "{ID}" = :k'), {"n": name, "k": key})
+            for key in deleted:
+                connection.execute(sa.text(f'DELETE FROM src WHERE "{ID}" = :k'), {"k": key})
+
+
+class SnapshotCsvKit(CsvGbkKit):
+    """A department re-sending its complete list as a new GBK CSV file each time (mode: snapshot)."""
+
+    snapshot = True
+    broken = "batch_999"  # newer than the good list: the newest list is unreadable, so the newest readable one lands
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.rows: dict[int, dict] = {}
+
+    def entry(self) -> dict:
+        return super().entry() | {"mode": "snapshot"}
+
+    def add(self, start: int, count: int, day: int, drift: str | None = None) -> None:
+        if drift == "removed":  # the column is gone from the whole list
+            for row in self.rows.values():
+                row.pop(NAME, None)
+        self.rows.update({r[ID]: r for r in records(start, count, day, drift)})
+        self.resend()
+
+    def resend(self, reordered: bool = False) -> None:
+        self.files += 1
+        rows = list(self.rows.values())
+        self.write(self.folder / f"batch_{self.files:03d}{self.suffix}", rows[::-1] if reordered else rows)
+
+    def change(self, renamed: dict[int, str], deleted: list[int]) -> None:
+        for key, name in renamed.items():
+            self.rows[key][NAME] = name
+        for key in deleted:
+            del self.rows[key]
+        self.resend()
+
+
+class SnapshotHttpKit(HttpKit):
+    """An API without a replication key or since parameter: every run pages through everything."""
+
+    snapshot = True
+
+    def entry(self) -> dict:
+        entry = super().entry()
+        del entry["replication_key"], entry["since_param"]
+        return entry
+
+    def add(self, start: int, count: int, day: int, drift: str | None = None) -> None:
+        for row in self.api.records:  # a full API changes all its records at once
+            if drift == "added":
+                row[PHONE] = None
+            elif drift == "removed":
+                row.pop(NAME, None)
+            elif drift == "retyped":
+                row[NAME] = row[ID]
+        super().add(start, count, day, drift)
+
+    def change(self, renamed: dict[int, str], deleted: list[int]) -> None:
+        for row in self.api.records:
+            if row[ID] in renamed:
+                row[NAME] = renamed[row[ID]]
+        self.api.records = [r for r in self.api.records if r[ID] not in deleted]
+
+
+KITS = [SqlKit, CsvGbkKit, XlsxKit, JsonlKit, HttpKit, SnapshotSqlKit, SnapshotCsvKit, SnapshotHttpKit]
 
 
 class Harness:
@@ -241,6 +326,11 @@ class Harness:
     def ids(self, landing: dict) -> list[int]:
         return sorted(int(v) for v in pq.read_table(landing["path"]).column(ID).to_pylist() if v is not None)
 
+    def changes(self, landing: dict) -> dict[int, str]:
+        """Snapshot landings: key → _change (keys land as text from files and APIs)."""
+        table = pq.read_table(landing["path"])
+        return dict(zip((int(v) for v in table.column(ID).to_pylist()), table.column("_change").to_pylist()))
+
     def runs(self) -> int:
         engine = sa.create_engine(self.settings.database_url)
         with engine.connect() as connection:
@@ -249,7 +339,11 @@ class Harness:
         return count
 
 
-@pytest.fixture(params=KITS, ids=lambda kit: kit.__name__.removesuffix("Kit").lower())
+def kit_id(kit: type[Kit]) -> str:
+    return kit.__name__.removesuffix("Kit").lower()
+
+
+@pytest.fixture(params=KITS, ids=kit_id)
 def hub(request, hub_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     from hub.db import upgrade
 
@@ -266,6 +360,10 @@ def test_full_read(hub: Harness) -> None:
     landing = hub.collect("r1")
     assert landing["rows"] == 20 and hub.ids(landing) == list(range(1, 21))
     assert {ID, UPDATED} <= set(landing["columns"]) and hub.runs() == 1
+    if hub.kit.snapshot:  # a first snapshot is all inserts
+        assert set(pq.read_table(landing["path"]).column("_change").to_pylist()) == {"insert"}
+        assert landing["details"]["snapshot"] | {"baseline_run": None} == landing["details"]["snapshot"]
+        assert landing["details"]["snapshot"]["inserts"] == 20
     if hub.kit.kind == "file":
         table = pq.read_table(landing["path"])
         assert sorted(table.column("_row").to_pylist()) == list(range(1, 21))
@@ -324,7 +422,14 @@ def test_schema_drift_is_detected_and_follows_the_policy(hub: Harness, change: s
     hub.policy("warn")
     landing = hub.collect("r3")
     assert [(c["change"], c["column"]) for c in landing["schema_changes"]] == [(change, column)]
-    assert hub.ids(landing) == list(range(11, 16))  # the drifted data lands, once
+    if hub.kit.snapshot and change != "added":
+        # A snapshot compares whole rows: a column removed or retyped at the source changes the old rows too.
+        # (An added column, empty for the old rows, changes none of them.)
+        assert hub.ids(landing) == list(range(1, 16))
+        changes = hub.changes(landing)
+        assert changes == {i: "update" if i <= 10 else "insert" for i in range(1, 16)}
+    else:
+        assert hub.ids(landing) == list(range(11, 16))  # the drifted data lands, once
     assert read_landing(hub.settings.landing_dir, hub.kit.source_id, "r3").schema_changes == landing["schema_changes"]
 
 
@@ -339,10 +444,10 @@ def test_bad_input_is_handled_clearly(hub: Harness) -> None:
     hub.kit.break_source()
     if hub.kit.kind == "file":
         landing = hub.collect("r1")
-        assert landing["rows"] == 5 and [r["file"] for r in landing["details"]["rejected"]] == [f"batch_000{hub.kit.suffix}"]
+        assert landing["rows"] == 5 and [r["file"] for r in landing["details"]["rejected"]] == [f"{hub.kit.broken}{hub.kit.suffix}"]
         rejected = hub.settings.data_root / "rejected" / hub.kit.source_id
         reasons = list(rejected.glob("*.reason.txt"))
-        assert len(reasons) == 1 and "batch_000" in reasons[0].read_text(encoding="utf-8")
+        assert len(reasons) == 1 and hub.kit.broken in reasons[0].read_text(encoding="utf-8")
         assert hub.collect("r2")["details"]["rejected"] == []  # the same bad content is not tried again
         return
     with pytest.raises(SourceError) as failure:
@@ -354,3 +459,43 @@ def test_bad_input_is_handled_clearly(hub: Harness) -> None:
     else:
         assert "src" in message
     assert hub.runs() == 0
+
+
+@pytest.mark.parametrize("kit_class", [k for k in KITS if k.snapshot], ids=kit_id)
+def test_snapshot_lands_exactly_the_inserts_updates_and_deletes(kit_class, hub_settings, tmp_path: Path, monkeypatch) -> None:
+    from hub.db import upgrade
+
+    upgrade(hub_settings.database_url)
+    kit = kit_class(tmp_path)
+    try:
+        hub = Harness(kit, hub_settings, tmp_path, monkeypatch)
+        kit.add(1, 20, day=1)
+        assert hub.collect("r1")["rows"] == 20
+        kit.change(renamed={3: "李三", 4: "李四"}, deleted=[5, 6])
+        kit.add(21, 2, day=2)  # a file drop now holds two new lists: the newer one is the snapshot
+        landing = hub.collect("r2")
+        assert hub.changes(landing) == {3: "update", 4: "update", 5: "delete", 6: "delete", 21: "insert", 22: "insert"}
+        table = pq.read_table(landing["path"])
+        names = dict(zip((int(v) for v in table.column(ID).to_pylist()), table.column(NAME).to_pylist()))
+        assert names[3] == "李三" and names[4] == "李四" and names[21] == "张21"
+        tombstones = table.filter(pa.compute.equal(table.column("_change"), "delete"))
+        for column in tombstones.column_names:  # a tombstone is the key and _change, nothing else
+            if column not in (ID, "_change"):
+                assert tombstones.column(column).null_count == 2, column
+        summary = landing["details"]["snapshot"]
+        assert (summary["inserts"], summary["updates"], summary["deletes"], summary["unchanged"]) == (2, 2, 2, 16)
+        assert summary["baseline_run"] == "r1" and summary["rows"] == 20
+        if kit.kind == "file":
+            assert [f["file"] for f in landing["details"]["superseded"]] == ["batch_002.csv"]
+        if kit.kind == "file":  # the same list sent again (a new file, rows in another order) changes nothing
+            kit.resend(reordered=True)
+            again = hub.collect("r3")
+            assert again["rows"] == 0 and again["details"]["snapshot"]["unchanged"] == 20
+        assert hub.collect("r4")["rows"] == 0
+        # Deleting the rest and re-adding a deleted key: tombstones for the rest, the key comes back as an insert.
+        kit.change(renamed={}, deleted=[i for i in range(1, 23) if i not in (5, 6)])
+        kit.add(5, 1, day=3)
+        final = hub.changes(hub.collect("r5"))
+        assert final == {i: "delete" for i in range(1, 23) if i not in (5, 6)} | {5: "insert"}
+    finally:
+        kit.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -112,3 +113,70 @@ def test_missing_table_is_named(tmp_path) -> None:
     connector = SqlConnector("t_x", f"sqlite:///{tmp_path / 'empty.sqlite'}", "hjrk", ("rkid",), None)
     with pytest.raises(SourceError, match="hjrk"):
         connector.arrow_schema()
+
+
+def test_window_reads_since_exclusive_until_inclusive(source_url: str) -> None:
+    engine = sa.create_engine(source_url)
+    DDL.create_all(engine)
+    with engine.begin() as connection:
+        for day in (1, 2, 3, 4):
+            connection.execute(HJRK.insert(), _rows(day * 10, 3, day=day))
+    connector = SqlConnector("t_hjrk", source_url, "hjrk", ("rkid",), "gxsj")
+    batches = list(connector.read_batches(since="2026-01-01 08:00:00", until="2026-01-03"))  # a date bound is midnight
+    assert sorted(r for b in batches for r in b.column("rkid").to_pylist()) == [20, 21, 22]
+    assert connector.watermark.high == "2026-01-02 08:00:00"
+    empty = SqlConnector("t_hjrk", source_url, "hjrk", ("rkid",), "gxsj")
+    assert list(empty.read_batches(since="2026-01-04 08:00:00")) == []  # nothing newer: no batch, watermark kept
+    assert empty.watermark.high == "2026-01-04 08:00:00"
+    with pytest.raises(SourceError, match="t_hjrk.*replication key"):
+        list(empty.read_batches(since="last tuesday"))
+    engine.dispose()
+
+
+PG_TYPES = """CREATE TABLE "人口 表" (id bigint primary key, "姓名" text, "100%" varchar(10), n numeric(18,4), nn numeric,
+  f double precision, b boolean, d date, ts timestamp, tz timestamptz, j jsonb, u uuid, t time, sm smallint, by bytea)"""
+PG_ROWS = r"""INSERT INTO "人口 表" VALUES
+  (1, '张三', 'a,b"c', 12.5, 3.14159265358979, 0.1, true, '2026-01-02', '2026-01-01 08:00:00.123456',
+   '2026-01-01 08:00:00+08', '{"名": 1}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '08:30:00', 7, '\x0102'),
+  (2, E'line\nbreak', '', NULL, NULL, 'NaN', false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  (3, 'NULL', 'NA', -0.0001, 1e-20, '-Infinity', NULL, '0001-01-01', '1900-01-01 00:00:00', '1970-01-01 00:00:00Z',
+   '[]', NULL, '23:59:59.999999', -1, '\x')"""
+
+
+def test_postgresql_copy_path_gives_the_cursor_path_values(pg_url: str) -> None:
+    """COPY → CSV → Arrow must land exactly what the portable cursor path lands, for every type it can meet."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(PG_TYPES))
+        connection.execute(sa.text(PG_ROWS))
+    copy = SqlConnector("t_pg", pg_url, "人口 表", ("id",), "ts")
+    cursor = SqlConnector("t_pg", pg_url, "人口 表", ("id",), "ts", use_copy=False)
+    assert copy._copy_available() and not cursor._copy_available()
+    by_copy = pa.Table.from_batches(list(copy.read_batches(batch_rows=2)), schema=copy.arrow_schema())
+    by_cursor = pa.Table.from_batches(list(cursor.read_batches(batch_rows=2)), schema=cursor.arrow_schema())
+    assert by_copy.schema == by_cursor.schema
+    for name in by_copy.column_names:  # (repr: NaN equals NaN)
+        assert repr(by_copy.column(name).to_pylist()) == repr(by_cursor.column(name).to_pylist()), name
+    assert copy.watermark == cursor.watermark and copy.watermark.high == "2026-01-01 08:00:00.123456"
+    row = by_copy.to_pylist()[0]
+    assert row["tz"] == dt.datetime(2026, 1, 1, 0, 0) and row["j"] == '{"名": 1}' and row["by"] == "\\x0102"
+    assert by_copy.column("姓名").to_pylist() == ["张三", "line\nbreak", "NULL"]  # 'NULL' text is text, not null
+    assert by_copy.column("100%").to_pylist() == ['a,b"c', "", "NA"]  # '' stays '', not null
+    engine.dispose()
+
+
+def test_an_empty_postgresql_table_lands_nothing_on_either_path(pg_url: str) -> None:
+    engine = sa.create_engine(pg_url)
+    DDL.create_all(engine)
+    for use_copy in (True, False):
+        connector = SqlConnector("t_empty", pg_url, "hjrk", ("rkid",), "gxsj", use_copy=use_copy)
+        assert list(connector.read_batches()) == [] and connector.watermark.high is None
+    engine.dispose()
+
+
+def test_rebatch_cuts_even_batches() -> None:
+    from connectors.base import rebatch
+
+    parts = [pa.record_batch({"x": list(range(n))}) for n in (3, 0, 7, 1, 6)]
+    assert [b.num_rows for b in rebatch(parts, 5)] == [5, 5, 5, 2]
+    assert [v for b in rebatch(parts, 5) for v in b.column(0).to_pylist()] == [v for p in parts for v in p.column(0).to_pylist()]
