@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hub.db_cli",
     "hub.pipeline_cli",
     "hub.bench_cli",
+    "quality.cli",
 )
 
 DESCRIPTION = """政务数据共享与证照交换枢纽 — government data-sharing and licence-exchange hub.

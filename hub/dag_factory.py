@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import operator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pendulum
-from airflow.sdk import DAG, Asset, get_current_context, task
+from airflow.sdk import DAG, Asset, Param, get_current_context, task
 
 from connectors.registry import SourceSpec, sources_for
 
@@ -47,8 +47,20 @@ def current_run_id() -> str:
     return get_current_context()["run_id"]
 
 
+def backfill_params(spec: SourceSpec) -> dict[str, Param]:
+    """DAG params of a source that can be backfilled: the replication-key window (from, to] of a manual run."""
+    if not spec.can_backfill:
+        return {}
+    described = f"按 {spec.replication_key} 回补 backfill by {spec.replication_key}, e.g. 2026-01-01 or 2026-01-01 08:00:00"
+    return {
+        "backfill_from": Param(None, type=["null", "string"], title="回补起点（不含）backfill from (exclusive)", description=described),
+        "backfill_to": Param(None, type=["null", "string"], title="回补终点（含）backfill to (inclusive)", description=described),
+    }
+
+
 def collection_dag(spec: SourceSpec) -> DAG:
-    """collect_<source>: extract the source into an immutable landing and announce it."""
+    """collect_<source>: extract the source into an immutable landing and announce it (a manual run may backfill a window)."""
+    backfill = "；手动触发时可给出 backfill_from / backfill_to 回补一个时间窗口（不移动增量水位）" if spec.can_backfill else ""
     with DAG(
         dag_id=spec.dag_id,
         description=f"{spec.department} · {spec.id} → 落地区 landing ({LIBRARY_LABELS[spec.library]})",
@@ -57,43 +69,69 @@ def collection_dag(spec: SourceSpec) -> DAG:
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
+        params=backfill_params(spec),
         tags=["collect", spec.department_code, spec.library, spec.kind],
-        doc_md=f"采集 {spec.department} 的数据源 `{spec.id}`（{spec.kind}），写入不可变的落地 Parquet，并更新资产 `landing_{spec.id}`。",
+        doc_md=f"采集 {spec.department} 的数据源 `{spec.id}`（{spec.kind}，{spec.mode}），写入不可变的落地 Parquet，"
+        f"并更新资产 `landing_{spec.id}`{backfill}。",
     ) as dag:
 
         @task(task_id="extract_to_landing", outlets=[landing_asset(spec.id)])
         def extract_to_landing() -> dict:
             """Read the source into landing; returns a small reference (path, rows), never the data."""
-            from connectors.collect import collect
+            from connectors.collect import collect, window_from_params
 
-            landing = collect(spec.id, current_run_id())
+            context = get_current_context()
+            # The window comes with the run (the trigger form writes the params into the run's conf): read the conf,
+            # not the params, whose defaults are None and which an in-process dag.test() carries from run to run.
+            window = window_from_params(spec.id, getattr(context.get("dag_run"), "conf", None) or {})
+            landing = collect(spec.id, context["run_id"], window=window)
             return {"path": landing["path"], "rows": landing["rows"], "sha256": landing["sha256"]}
 
         extract_to_landing()
     return dag
 
 
+def current_run_time() -> datetime:
+    """When the running DAG run is for (its run_after): the time every stage of the run judges dates by."""
+    context = get_current_context()
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "run_after", None) or context.get("logical_date") or dag_run.start_date
+
+
 def merge_dag(library: str) -> DAG:
-    """merge_<library>: load every landed, not yet loaded run of the library's sources."""
+    """merge_<library>: check the quality of every pending landing of the library's sources, then load what passed."""
     inlets = [landing_asset(spec.id) for spec in sources_for(library, merged_only=True)]
     with DAG(
         dag_id=f"merge_{library}",
-        description=f"汇入{LIBRARY_LABELS[library]} merge landings into the {library} library",
+        description=f"汇入{LIBRARY_LABELS[library]} check and merge landings into the {library} library",
         schedule=functools.reduce(operator.or_, inlets) if inlets else None,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
         default_args=MERGE_ARGS,
-        tags=["merge", library],
-        doc_md=f"当任一数据源落地后，将尚未入库的落地批次标准化并汇入{LIBRARY_LABELS[library]}。",
+        tags=["merge", "quality", library],
+        doc_md=(f"当任一数据源落地后：先做质量检查（规则目录、Great Expectations 校验与 Data Docs、隔离区、问题工单），"
+                f"再将通过检查的行汇入{LIBRARY_LABELS[library]}。"),
     ) as dag:
 
+        @task(task_id="check_quality")
+        def check_quality() -> dict:
+            """Quality stage over the pending landings; returns counts and Data Docs pages per run (references, not data)."""
+            from quality.stage import check_pending
+
+            return check_pending(library, run_time=current_run_time())
+
         @task(task_id="load_pending_landings", outlets=[library_asset(library)])
-        def load_pending_landings() -> dict:
-            """Standardise and load the pending landings; returns counts per source run."""
+        def load_pending_landings(checked: dict) -> dict:
+            """Load the rows the quality stage let through; returns counts per source run (skipped: no loader yet)."""
             from libraries.load import load_pending
 
-            return load_pending(library)
+            loaded = load_pending(library)
+            if "not_loaded" in loaded:  # a library checked but not loadable yet must not announce a new version
+                from airflow.sdk.exceptions import AirflowSkipException
 
-        load_pending_landings()
+                raise AirflowSkipException(loaded["not_loaded"])
+            return loaded
+
+        load_pending_landings(check_quality())
     return dag

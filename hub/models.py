@@ -253,3 +253,200 @@ class CreditRecord(Provenance, Base):
     content: Mapped[dict[str, Any] | None] = mapped_column(comment="其余类型特有字段（JSON）")
     valid_until: Mapped[date | None] = mapped_column(sa.Date, comment="有效期至 / 公示截止期 / 移出日期")
     status: Mapped[str | None] = mapped_column(sa.String(16), comment="当前状态（1 有效 2 无效 等）")
+
+
+# ---------------------------------------------------------------------------------------------
+# Quality: checked runs, quarantine, defects, feedback tickets, cross-source conflicts (quality/)
+# ---------------------------------------------------------------------------------------------
+
+TICKET_STATUSES: tuple[str, ...] = ("open", "acknowledged", "corrected", "disputed", "verified")
+DEFECT_STATUSES: tuple[str, ...] = ("open", "resolved", "waived")
+QUARANTINE_STATUSES: tuple[str, ...] = ("quarantined", "release_pending", "released")
+
+
+class QualityRun(Base):
+    """One source run through the quality stage: row accounting, score, GX outcome and the Data Docs page."""
+
+    __tablename__ = "quality_run"
+    __table_args__ = (
+        sa.UniqueConstraint("source_id", "run_id"),
+        sa.Index(None, "library", "checked_at"),
+        {"comment": "质量检查批次：每个数据源每次采集一行（行数守恒、得分、GX 结果）"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源标识")
+    run_id: Mapped[str] = mapped_column(sa.String(128), comment="采集批次标识")
+    library: Mapped[str] = mapped_column(sa.String(32), comment="基础库")
+    department_code: Mapped[str] = mapped_column(sa.String(32), comment="数据提供部门代码")
+    status: Mapped[str] = mapped_column(sa.String(16), comment="状态：checked 已检查 / loaded 已入库 / checked_only 仅检查（不入库的数据源）")
+    reference_date: Mapped[date] = mapped_column(sa.Date, comment="基准日期（日期规则据此判断）")
+    checked_at: Mapped[datetime] = mapped_column(comment="检查时间（UTC，取该批次的运行时间）")
+    rows_in: Mapped[int] = mapped_column(sa.BigInteger, comment="输入行数")
+    rows_loaded: Mapped[int] = mapped_column(sa.BigInteger, comment="可入库行数（含仅有警告的行）")
+    rows_quarantined: Mapped[int] = mapped_column(sa.BigInteger, comment="隔离行数")
+    rows_merged: Mapped[int] = mapped_column(sa.BigInteger, comment="作为重复记录合并的行数")
+    rows_warned: Mapped[int] = mapped_column(sa.BigInteger, comment="带警告入库的行数")
+    findings_error: Mapped[int] = mapped_column(sa.BigInteger, comment="错误级问题数")
+    findings_warning: Mapped[int] = mapped_column(sa.BigInteger, comment="警告级问题数")
+    score: Mapped[float] = mapped_column(sa.Float, comment="质量得分（0–100，无问题行占比）")
+    dimension_rows: Mapped[dict[str, Any]] = mapped_column(comment="各质量维度的问题行数（JSON）")
+    rule_counts: Mapped[dict[str, Any]] = mapped_column(comment="各规则的问题行数（JSON）")
+    skipped_rules: Mapped[dict[str, Any] | None] = mapped_column(comment="因参照数据未就绪而跳过的规则（JSON）")
+    gx_success: Mapped[bool | None] = mapped_column(sa.Boolean, comment="Great Expectations 校验是否全部通过")
+    rules_seconds: Mapped[float | None] = mapped_column(sa.Float, comment="规则向量化计算耗时（秒）")
+    gx_seconds: Mapped[float | None] = mapped_column(sa.Float, comment="Great Expectations 校验耗时（秒）")
+    docs_page: Mapped[str | None] = mapped_column(sa.String(1024), comment="本批次 Data Docs 页面路径")
+    staging_path: Mapped[str] = mapped_column(sa.String(1024), comment="标准化后的暂存 Parquet 路径（含判定列）")
+
+
+class QualityTicket(Base):
+    """A feedback ticket to the owning department: the defects of one source under one rule."""
+
+    __tablename__ = "quality_ticket"
+    __table_args__ = (
+        sa.Index(None, "department_code", "status"),
+        sa.Index(None, "source_id", "rule_id", "status"),
+        sa.CheckConstraint(_in("status", TICKET_STATUSES), name="status"),
+        {"comment": "问题反馈工单：按数据源和规则归并，退回数据提供部门核查更正"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="工单编号")
+    department_code: Mapped[str] = mapped_column(sa.String(32), comment="责任部门代码")
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源标识")
+    rule_id: Mapped[str] = mapped_column(sa.String(96), comment="规则编号")
+    rule_name: Mapped[str] = mapped_column(sa.String(200), comment="规则名称")
+    severity: Mapped[str] = mapped_column(sa.String(8), comment="严重程度：error 错误（已隔离） / warning 警告（已入库）")
+    status: Mapped[str] = mapped_column(
+        sa.String(16), comment="状态：open 待处理 / acknowledged 已签收 / corrected 已更正 / disputed 有异议 / verified 已核验关闭"
+    )
+    opened_run_id: Mapped[str] = mapped_column(sa.String(128), comment="发现问题的采集批次")
+    opened_at: Mapped[datetime] = mapped_column(comment="开单时间（UTC）")
+    updated_at: Mapped[datetime] = mapped_column(comment="最近变更时间（UTC）")
+    closed_at: Mapped[datetime | None] = mapped_column(comment="核验关闭时间（UTC）")
+    defects_open: Mapped[int] = mapped_column(sa.Integer, server_default="0", comment="未解决问题数")
+    defects_total: Mapped[int] = mapped_column(sa.Integer, server_default="0", comment="问题总数")
+    steward_note: Mapped[str | None] = mapped_column(sa.Text, comment="部门数据专员说明（签收、更正、异议理由）")
+    decision: Mapped[str | None] = mapped_column(sa.String(16), comment="异议裁定：accepted 采纳（豁免） / rejected 驳回")
+    decided_by: Mapped[str | None] = mapped_column(sa.String(100), comment="裁定人")
+    decided_at: Mapped[datetime | None] = mapped_column(comment="裁定时间（UTC）")
+
+
+class QualityTicketEvent(Base):
+    """One step in a ticket's life (who did what, when, from which status to which)."""
+
+    __tablename__ = "quality_ticket_event"
+    __table_args__ = (sa.Index(None, "ticket_id"), {"comment": "工单流转记录"})
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("quality_ticket.id", ondelete="CASCADE"), comment="工单编号")
+    at: Mapped[datetime] = mapped_column(comment="时间（UTC）")
+    actor: Mapped[str] = mapped_column(sa.String(100), comment="操作人（部门专员、枢纽专员或 system 系统）")
+    from_status: Mapped[str | None] = mapped_column(sa.String(16), comment="原状态")
+    to_status: Mapped[str] = mapped_column(sa.String(16), comment="新状态")
+    note: Mapped[str | None] = mapped_column(sa.Text, comment="说明")
+
+
+class QualityDefect(Base):
+    """One defect of one source record under one rule, from first sighting to resolution."""
+
+    __tablename__ = "quality_defect"
+    __table_args__ = (
+        sa.UniqueConstraint("source_id", "source_key", "rule_id"),
+        sa.Index(None, "ticket_id"),
+        sa.Index(None, "source_id", "status"),
+        sa.CheckConstraint(_in("status", DEFECT_STATUSES), name="status"),
+        {"comment": "数据问题：每条源记录每条规则一行（首次发现至解决）"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源标识")
+    source_key: Mapped[str] = mapped_column(sa.String(512), comment="源记录主键（数据源级问题为空串）")
+    rule_id: Mapped[str] = mapped_column(sa.String(96), comment="规则编号")
+    field: Mapped[str] = mapped_column(sa.String(64), comment="问题字段（标准数据元名）")
+    severity: Mapped[str] = mapped_column(sa.String(8), comment="严重程度 error / warning")
+    dimension: Mapped[str] = mapped_column(sa.String(8), comment="质量维度")
+    message: Mapped[str] = mapped_column(sa.Text, comment="问题说明（中文；身份号码已脱敏）")
+    status: Mapped[str] = mapped_column(sa.String(16), comment="状态：open 未解决 / resolved 已解决 / waived 经裁定豁免")
+    disputed: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false(), comment="部门是否提出异议")
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("quality_ticket.id"), comment="所属工单")
+    first_run_id: Mapped[str] = mapped_column(sa.String(128), comment="首次发现批次")
+    last_run_id: Mapped[str] = mapped_column(sa.String(128), comment="最近一次发现批次")
+    resolved_run_id: Mapped[str | None] = mapped_column(sa.String(128), comment="解决批次（更正后的记录到达）")
+    first_seen_at: Mapped[datetime] = mapped_column(comment="首次发现时间（UTC）")
+    last_seen_at: Mapped[datetime] = mapped_column(comment="最近一次发现时间（UTC）")
+    resolved_at: Mapped[datetime | None] = mapped_column(comment="解决时间（UTC）")
+
+
+class QuarantinedRow(Base):
+    """A source record held back from the library, with its rules and reasons; the row itself is encrypted."""
+
+    __tablename__ = "quality_quarantine"
+    __table_args__ = (
+        sa.UniqueConstraint("source_id", "source_key"),
+        sa.Index(None, "source_id", "status"),
+        sa.Index(None, "subject_key"),
+        sa.CheckConstraint(_in("status", QUARANTINE_STATUSES), name="status"),
+        {"comment": "隔离区：未通过错误级规则的源记录（记录内容加密存储）"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源标识")
+    source_key: Mapped[str] = mapped_column(sa.String(512), comment="源记录主键")
+    run_id: Mapped[str] = mapped_column(sa.String(128), comment="被隔离的版本所在批次")
+    library: Mapped[str] = mapped_column(sa.String(32), comment="基础库")
+    subject_key: Mapped[str | None] = mapped_column(
+        sa.String(200), comment="主体键：自然人为身份号码 HMAC，法人为统一社会信用代码，证照为证照标识"
+    )
+    row_enc: Mapped[bytes] = mapped_column(sa.LargeBinary, comment="标准化后的记录（JSON）密文（AES-GCM）")
+    rule_ids: Mapped[str] = mapped_column(sa.String(1024), comment="未通过的错误级规则编号（逗号分隔）")
+    reasons: Mapped[str] = mapped_column(sa.Text, comment="隔离原因（中文）")
+    status: Mapped[str] = mapped_column(
+        sa.String(16), comment="状态：quarantined 隔离中 / release_pending 待放行（已豁免） / released 已放行"
+    )
+    quarantined_at: Mapped[datetime] = mapped_column(comment="隔离时间（UTC）")
+    released_at: Mapped[datetime | None] = mapped_column(comment="放行时间（UTC）")
+    released_run_id: Mapped[str | None] = mapped_column(sa.String(128), comment="放行批次（更正记录到达的批次或裁定豁免）")
+
+
+class QualityConflict(Base):
+    """比对结果: the same subject with different values in two departments (both sources, both values)."""
+
+    __tablename__ = "quality_conflict"
+    __table_args__ = (
+        sa.UniqueConstraint("source_id", "source_key", "rule_id"),
+        sa.Index(None, "subject_key"),
+        {"comment": "跨部门比对冲突：同一主体在两个部门的取值不一致"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    rule_id: Mapped[str] = mapped_column(sa.String(96), comment="比对规则编号")
+    field: Mapped[str] = mapped_column(sa.String(64), comment="比对字段")
+    subject_key: Mapped[str] = mapped_column(
+        sa.String(200), comment="主体键：自然人为身份号码 HMAC，法人为统一社会信用代码"
+    )
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源一：数据源")
+    source_key: Mapped[str] = mapped_column(sa.String(512), comment="来源一：记录主键")
+    value: Mapped[str | None] = mapped_column(sa.String(500), comment="来源一：取值")
+    reference_source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源二：数据源（权威来源）")
+    reference_key: Mapped[str | None] = mapped_column(sa.String(512), comment="来源二：记录主键")
+    reference_value: Mapped[str | None] = mapped_column(sa.String(500), comment="来源二：取值")
+    status: Mapped[str] = mapped_column(sa.String(16), comment="状态：open 未解决 / resolved 已一致")
+    first_run_id: Mapped[str] = mapped_column(sa.String(128), comment="首次发现批次")
+    last_run_id: Mapped[str] = mapped_column(sa.String(128), comment="最近一次发现批次")
+
+
+class QualityNaturalKey(Base):
+    """The first source record that sent each natural key, so a later record with the same key is a duplicate."""
+
+    __tablename__ = "quality_natural_key"
+    __table_args__ = (
+        sa.UniqueConstraint("source_id", "key_hash"),
+        {"comment": "自然键登记：用于识别跨批次的重复记录（键值经 HMAC 处理）"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源标识")
+    key_hash: Mapped[str] = mapped_column(sa.String(HMAC_HEX), comment="自然键的 HMAC-SHA256（十六进制）")
+    source_key: Mapped[str] = mapped_column(sa.String(512), comment="首次发送该自然键的源记录主键")
+    first_run_id: Mapped[str] = mapped_column(sa.String(128), comment="首次出现批次")

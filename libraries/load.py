@@ -1,98 +1,128 @@
-"""Load landed runs into the base libraries: standardise, set aside rows without a usable key, upsert the rest.
+"""Load checked runs into the base libraries: the rows the quality stage let through, nothing else.
 
-This is the first, simple path (one current row per key, last write wins). Survivorship across sources,
-history, lineage per field and the full quality stage come in front of it later; the bookkeeping
-(source_run status, counts, a quarantine file for every row not loaded) is already the final one.
+The quality stage (quality.stage) standardises every landed run into staging and gives each row a verdict:
+load, quarantine (it failed an error-severity rule; held in the hub database with its reasons) or merge (a
+duplicate of a record already taken in). Loading upserts the `load` rows and checks, per run, that
+rows in = rows loaded + rows quarantined + duplicates merged — or fails loudly. One current row per key,
+last write wins; survivorship across sources comes later.
+
+source_run keeps the collection's view: rows_loaded = rows taken into the library (loaded + merged
+duplicates), rows_rejected = rows quarantined. quality_run keeps the exact split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timezone
+import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from connectors.landing import safe_run_id
 from connectors.registry import get_source, sources_for
 from hub.db import engine_for
-from hub.models import SourceRun
+from hub.models import QualityRun, QuarantinedRow, SourceRun
 from hub.settings import get_settings
 from libraries import rows as library_rows
+from quality.engine import LOAD, MERGE, QUARANTINE
+from quality.stage import ConservationError
+from quality.staging import read_rows, read_verdict
 
 BATCH_ROWS = 50_000
 
 
 def pending_runs(engine: sa.Engine, library: str) -> list[SourceRun]:
-    """Landed runs of the library's sources not loaded yet, oldest first."""
+    """Landed runs of the library's merged sources not loaded yet, oldest first."""
     source_ids = [spec.id for spec in sources_for(library, merged_only=True)]
     query = sa.select(SourceRun).where(SourceRun.source_id.in_(source_ids), SourceRun.status == "landed").order_by(SourceRun.id)
     with sa.orm.Session(engine) as session:
         return list(session.scalars(query))
 
 
-def load_pending(library: str) -> dict:
-    """Load every pending run of a library; returns {source_id/run_id: counts}."""
+def load_pending(library: str, run_time: dt.datetime | None = None) -> dict:
+    """Check (if the quality stage has not yet) and load every pending run of a library; returns {source_id/run_id: counts}."""
+    from quality.stage import check_pending
+
     engine = engine_for(get_settings().database_url)
+    check_pending(library, run_time=None, use_gx=False)  # runs the merge DAG's quality task already checked are skipped
+    if library not in library_rows.BUILDERS:  # checked (tickets, quarantine) but not loadable yet
+        return {"not_loaded": f"基础库 {library} 尚无入库程序 no loader yet; runs stay checked and pending"}
     results = {}
     for run in pending_runs(engine, library):
         results[f"{run.source_id}/{run.run_id}"] = load_run(engine, run)
+    released = load_released(engine, library)
+    if released:
+        results["released_from_quarantine"] = released
     return results
 
 
+def _quality_run(engine: sa.Engine, run: SourceRun) -> QualityRun:
+    """The quality stage's record of a run (it must have been checked)."""
+    with sa.orm.Session(engine) as session:
+        found = session.scalars(sa.select(QualityRun).where(QualityRun.source_id == run.source_id, QualityRun.run_id == run.run_id)).first()
+    if found is None:
+        raise RuntimeError(f"{run.source_id}/{run.run_id}: 尚未经过质量检查 not checked by the quality stage yet")
+    return found
+
+
+def _upsert_in_batches(engine: sa.Engine, library: str, table: pa.Table, learnt_at: dt.datetime) -> None:
+    """Build and upsert database rows batch by batch (memory stays flat)."""
+    builder = library_rows.BUILDERS[library]
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        rows = builder.database_rows(table.slice(start, BATCH_ROWS), learnt_at)
+        if rows:
+            builder.upsert(engine, rows)
+
+
 def load_run(engine: sa.Engine, run: SourceRun) -> dict:
-    """Load one landed run; marks it loaded with its counts. Rerunning a loaded run is a no-op."""
+    """Load one checked run; marks it loaded with its counts. Rerunning a loaded run is a no-op (it is no longer pending)."""
     spec = get_source(run.source_id)
-    builder = library_rows.BUILDERS[spec.library]
-    loaded = rejected = 0
-    quarantine = QuarantineWriter(get_settings().quarantine_dir, run.source_id, run.run_id)
+    checked = _quality_run(engine, run)
+    path = Path(checked.staging_path)
+    table = read_rows(path)
+    verdict = read_verdict(path)
+    if len(verdict) != table.num_rows:
+        raise ConservationError(f"{run.source_id}/{run.run_id}: 判定与暂存行数不符 verdicts ({len(verdict)}) ≠ staged rows ({table.num_rows})")
+    to_load = table.filter(pa.array(verdict == LOAD))
     learnt_at = run.finished_at  # when the landing was extracted: reruns stamp the same time
-    for batch in _landing_batches(Path(run.landing_path)):
-        good, bad = builder.split(batch, spec, run.run_id, learnt_at)
-        if bad.num_rows:
-            quarantine.write(bad)
-        if good:
-            builder.upsert(engine, good)
-        loaded += len(good)
-        rejected += bad.num_rows
-    quarantine.close()
-    if loaded + rejected != run.rows_extracted:
-        raise RuntimeError(
-            f"{run.source_id}/{run.run_id}: 行数不守恒 rows not conserved: "
-            f"extracted {run.rows_extracted} != loaded {loaded} + rejected {rejected}"
-        )
+    _upsert_in_batches(engine, spec.library, to_load, learnt_at)
+    loaded, quarantined, merged = to_load.num_rows, int((verdict == QUARANTINE).sum()), int((verdict == MERGE).sum())
+    if loaded + quarantined + merged != run.rows_extracted:
+        raise ConservationError(
+            f"{run.source_id}/{run.run_id}: 行数不守恒 rows not conserved: in {run.rows_extracted} != "
+            f"loaded {loaded} + quarantined {quarantined} + merged {merged}")
     with engine.begin() as connection:
-        connection.execute(
-            sa.update(SourceRun)
-            .where(SourceRun.id == run.id)
-            .values(status="loaded", rows_loaded=loaded, rows_rejected=rejected, finished_at=datetime.now(timezone.utc))
-        )
-    return {"rows": run.rows_extracted, "loaded": loaded, "rejected": rejected}
+        connection.execute(sa.update(SourceRun).where(SourceRun.id == run.id).values(
+            status="loaded", rows_loaded=loaded + merged, rows_rejected=quarantined, finished_at=run.finished_at))
+        connection.execute(sa.update(QualityRun).where(QualityRun.id == checked.id).values(status="loaded"))
+    return {"rows": run.rows_extracted, "loaded": loaded, "quarantined": quarantined, "merged": merged}
 
 
-def _landing_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The landed Parquet file in batches (memory stays flat whatever its size)."""
-    yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
+def load_released(engine: sa.Engine, library: str) -> int:
+    """Load rows a steward released from quarantine (a disputed defect accepted); returns how many."""
+    table = QuarantinedRow.__table__
+    with engine.connect() as connection:
+        pending = list(connection.execute(sa.select(table.c.id, table.c.source_id, table.c.source_key, table.c.run_id)
+                                          .where(table.c.library == library, table.c.status == "release_pending")))
+    done = 0
+    by_run: dict[tuple[str, str], list] = {}
+    for row in pending:
+        by_run.setdefault((row.source_id, row.run_id), []).append(row)
+    for (source_id, run_id), rows in by_run.items():
+        with sa.orm.Session(engine) as session:
+            checked = session.scalars(sa.select(QualityRun).where(QualityRun.source_id == source_id, QualityRun.run_id == run_id)).first()
+            source_run = session.scalars(sa.select(SourceRun).where(SourceRun.source_id == source_id, SourceRun.run_id == run_id)).first()
+        if checked is None or source_run is None:
+            continue
+        staged = read_rows(Path(checked.staging_path))
+        keys = pa.array([r.source_key for r in rows], pa.string())
+        chosen = staged.filter(pc.is_in(staged.column("_source_key"), value_set=keys))
+        _upsert_in_batches(engine, library, chosen, source_run.finished_at)
+        with engine.begin() as connection:
+            connection.execute(sa.update(table).where(table.c.id.in_([r.id for r in rows])).values(
+                status="released", released_run_id=run_id))
+        done += chosen.num_rows
+    return done
 
 
-class QuarantineWriter:
-    """Rows set aside during a load, with their reasons, in quarantine/<source>/run=<run>/rows.parquet."""
-
-    def __init__(self, root: Path, source_id: str, run_id: str) -> None:
-        self.path = root / source_id / f"run={safe_run_id(run_id)}" / "rows.parquet"
-        self._writer: pq.ParquetWriter | None = None
-
-    def write(self, table: pa.Table) -> None:
-        """Append rows (the file is created on the first write; a rerun replaces it)."""
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
-        self._writer.write_table(table.cast(self._writer.schema))
-
-    def close(self) -> None:
-        """Finish the file."""
-        if self._writer is not None:
-            self._writer.close()
-
+__all__ = ["ConservationError", "load_pending", "load_run", "pending_runs"]

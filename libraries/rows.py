@@ -1,7 +1,7 @@
-"""Per-library row builders: which standardised rows are loadable, and how they become database rows.
+"""Per-library row builders: how standardised rows that passed the quality stage become database rows.
 
-A builder splits a landed batch into rows it can load and rows it sets aside (with reasons), and upserts
-the loadable ones. Personal data of natural persons is encrypted here, before it reaches the database,
+Which rows load is the quality stage's decision (quality/, the rule catalogue); a builder only turns them into
+rows and upserts them. Personal data of natural persons is encrypted here, before it reaches the database,
 and keyed by an HMAC of the resident ID so lookups by ID need no decryption.
 """
 
@@ -12,26 +12,22 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connectors.registry import SourceSpec
 from hub.crypto import get_cipher, mask_resident_id
 from hub.models import LegalEntity, Person
 from schemas import identifiers
 from schemas.code_tables import load_table
-from schemas.mapping import standardise
-from schemas.normalize import join_messages
 
 UPSERT_CHUNK = 5_000
 
 
 class RowBuilder(Protocol):
-    """How one base library takes rows in."""
+    """How one base library takes rows in (rows that passed the quality stage)."""
 
-    def split(self, batch: pa.RecordBatch, spec: SourceSpec, run_id: str, learnt_at: datetime) -> tuple[list[dict[str, Any]], pa.Table]:
-        """(database rows to load, standardised rows set aside with a _reason column); learnt_at = when the hub extracted them."""
+    def database_rows(self, table: pa.Table, learnt_at: datetime) -> list[dict[str, Any]]:
+        """Standardised rows → database rows; learnt_at = when the hub extracted them."""
         ...
 
     def upsert(self, engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
@@ -39,22 +35,10 @@ class RowBuilder(Protocol):
         ...
 
 
-def _reasons(*pairs: tuple[pa.Array | np.ndarray, str | pa.Array]) -> pa.Array:
-    """Per row, the reasons whose condition holds, joined with '; ' (null where none holds)."""
-    parts = []
-    for condition, message in pairs:
-        if isinstance(condition, np.ndarray):
-            condition = pa.array(condition, pa.bool_())
-        text = message if isinstance(message, pa.Array) else pa.scalar(message, pa.string())
-        parts.append(pc.if_else(pc.fill_null(condition, False), text, pa.scalar(None, pa.string())))
-    return join_messages(parts, len(parts[0]))
-
-
-def _split_by_reason(table: pa.Table, reason: pa.Array) -> tuple[pa.Table, pa.Table]:
-    """(rows without a reason, rows with one plus a _reason column)."""
-    has_reason = pc.is_valid(reason)
-    bad = table.filter(has_reason).append_column("_reason", reason.filter(has_reason))
-    return table.filter(pc.invert(has_reason)), bad
+def standard_codes(values: list[Any], table_name: str) -> list[Any]:
+    """Code-table values as codes: a label the quality rules accepted (e.g. 男) becomes its code (1)."""
+    table = load_table(table_name)
+    return [v if v is None or v in table else (table.code_for_label(v) or v) for v in values]
 
 
 def _last_per_key(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -77,31 +61,17 @@ def upsert(engine: sa.Engine, table: sa.Table, rows: list[dict[str, Any]], key: 
 class PopulationRows:
     """人口库: keyed by the HMAC of the (18-character) resident ID."""
 
-    def split(self, batch: pa.RecordBatch, spec: SourceSpec, run_id: str, learnt_at: datetime) -> tuple[list[dict[str, Any]], pa.Table]:
-        """Rows with a valid resident ID, a name and a standard gender code load; the rest are set aside with the reason."""
-        table = standardise(batch, spec, run_id)
-        resident_id = table.column("resident_id")
-        check = identifiers.check_resident_ids(resident_id.to_numpy(zero_copy_only=False))
-        gender = table.column("gender")
-        reason = _reasons(
-            (pc.is_null(resident_id), "缺少公民身份号码 missing resident ID"),
-            (~check.valid & pc.is_valid(resident_id).to_numpy(zero_copy_only=False), pa.array(check.reason, pa.string())),
-            (pc.is_null(table.column("name")), "缺少姓名 missing name"),
-            # The database only takes GB/T 2261.1 codes; anything else waits for a steward, not a crash.
-            (pc.and_(pc.is_valid(gender), pc.invert(pc.is_in(gender, value_set=pa.array(load_table("gender").codes)))),
-             "性别代码不在 GB/T 2261.1 中 gender code not in GB/T 2261.1"),
-        )
-        table = table.append_column("_id18", pa.array(check.normalised, pa.string()))
-        good, bad = _split_by_reason(table, reason)
-        return self._database_rows(good, learnt_at), bad.drop_columns(["_id18"])
-
-    def _database_rows(self, table: pa.Table, learnt_at: datetime) -> list[dict[str, Any]]:
-        """Standardised rows → person rows, encrypting ID, address and phone."""
+    def database_rows(self, table: pa.Table, learnt_at: datetime) -> list[dict[str, Any]]:
+        """Standardised rows → person rows, encrypting ID, address and phone (legacy 15-digit IDs become 18-digit)."""
         if table.num_rows == 0:
             return []
         cipher = get_cipher()
-        ids = table.column("_id18").to_pylist()
+        check = identifiers.check_resident_ids(table.column("resident_id"))
+        ids = [n if ok else None for n, ok in zip(check.normalised.tolist(), check.valid.tolist())]
+        if None in ids:  # the quality stage quarantines these; reaching here is a bug, not bad data
+            raise ValueError("人口库入库行缺少有效身份号码 a population row without a valid resident ID reached the loader")
         columns = table.to_pydict()
+        columns["gender"] = standard_codes(columns["gender"], "gender")
         person_ids = cipher.index_hash_many(ids)
         ids_enc = cipher.encrypt_many(ids)
         addresses = cipher.encrypt_many(columns["household_address"])
@@ -133,27 +103,9 @@ class PopulationRows:
 
 
 class LegalEntityRows:
-    """法人库: keyed by the USCC."""
+    """法人库: keyed by the USCC (a USCC failing only its check character loads: STANDARDS.md calls that a warning)."""
 
-    def split(self, batch: pa.RecordBatch, spec: SourceSpec, run_id: str, learnt_at: datetime) -> tuple[list[dict[str, Any]], pa.Table]:
-        """Rows with a well-formed USCC and a name load; the rest are set aside with the reason.
-
-        A well-formed USCC whose check character fails still loads: early pilot codes fail the check
-        yet are legitimate (STANDARDS.md), so that is a warning for the department, not a rejection.
-        """
-        table = standardise(batch, spec, run_id)
-        uscc = table.column("uscc")
-        check = identifiers.check_usccs(uscc.to_numpy(zero_copy_only=False))
-        well_formed = check.department != ""
-        reason = _reasons(
-            (pc.is_null(uscc), "缺少统一社会信用代码 missing USCC"),
-            (~well_formed & pc.is_valid(uscc).to_numpy(zero_copy_only=False), pa.array(check.reason, pa.string())),
-            (pc.is_null(table.column("entity_name")), "缺少名称 missing name"),
-        )
-        good, bad = _split_by_reason(table, reason)
-        return self._database_rows(good, learnt_at), bad
-
-    def _database_rows(self, table: pa.Table, learnt_at: datetime) -> list[dict[str, Any]]:
+    def database_rows(self, table: pa.Table, learnt_at: datetime) -> list[dict[str, Any]]:
         """Standardised rows → legal_entity rows; the representative's ID is hashed and encrypted."""
         if table.num_rows == 0:
             return []

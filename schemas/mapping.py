@@ -46,6 +46,11 @@ def standardise(batch: pa.RecordBatch | pa.Table, spec: SourceSpec, run_id: str)
 
 def source_keys(table: pa.Table, primary_key: tuple[str, ...]) -> pa.Array:
     """The source's own primary key of each row as text (composite keys joined with '|')."""
+    missing = [name for name in primary_key if name not in table.column_names]
+    if missing:
+        if table.num_rows == 0:  # an empty landing (nothing new) may carry only the hub's own columns
+            return pa.array([], pa.string())
+        raise KeyError(f"源数据缺少主键字段 primary-key columns missing from the source: {missing}")
     parts = [pc.cast(table.column(name), pa.string()).combine_chunks() for name in primary_key]
     return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "|")
 

@@ -76,8 +76,8 @@ def test_collect_and_load_both_libraries(sources, hub_settings, hub_db_url, monk
     collect("scjg_qydj", "run-1")
 
     population = load_pending("population")
-    assert population == {"gongan_hjrk/run-1": {"rows": 5, "loaded": 2, "rejected": 3}}
-    assert load_pending("legal_entity") == {"scjg_qydj/run-1": {"rows": 2, "loaded": 1, "rejected": 1}}
+    assert population == {"gongan_hjrk/run-1": {"rows": 5, "loaded": 2, "quarantined": 3, "merged": 0}}
+    assert load_pending("legal_entity") == {"scjg_qydj/run-1": {"rows": 2, "loaded": 1, "quarantined": 1, "merged": 0}}
     assert load_pending("population") == {}, "a loaded run is never loaded twice"
 
     engine = engine_for(hub_db_url)
@@ -99,7 +99,7 @@ def test_collect_and_load_both_libraries(sources, hub_settings, hub_db_url, monk
     quarantined = pq.read_table(get_settings().quarantine_dir / "gongan_hjrk" / "run=run-1" / "rows.parquet").to_pylist()
     reasons = {row["_source_key"]: row["_reason"] for row in quarantined}
     assert set(reasons) == {"3", "4", "5"}
-    assert "校验位错误" in reasons["3"] and "缺少公民身份号码" in reasons["4"] and "性别代码" in reasons["5"]
+    assert "校验位错误" in reasons["3"] and "公民身份号码为空" in reasons["4"] and "性别“X”不在" in reasons["5"]
 
 
 def test_second_collection_is_incremental_and_rerun_is_idempotent(sources, hub_settings, monkeypatch) -> None:
@@ -116,6 +116,6 @@ def test_second_collection_is_incremental_and_rerun_is_idempotent(sources, hub_s
     second = collect("gongan_hjrk", "run-2")
     assert second["rows"] == 1 and second["watermark_low"] == "2026-01-01 10:00:00"
     assert load_pending("population") == {
-        "gongan_hjrk/run-1": {"rows": 5, "loaded": 2, "rejected": 3},
-        "gongan_hjrk/run-2": {"rows": 1, "loaded": 1, "rejected": 0},
+        "gongan_hjrk/run-1": {"rows": 5, "loaded": 2, "quarantined": 3, "merged": 0},
+        "gongan_hjrk/run-2": {"rows": 1, "loaded": 1, "quarantined": 0, "merged": 0},
     }

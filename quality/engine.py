@@ -1,0 +1,164 @@
+"""The bare pass: every rule of a library over a whole standardised batch, vectorised, and the verdict per row.
+
+Verdict: a row failing any error-severity rule is quarantined; a duplicate (and nothing worse) is merged
+into the record it repeats; every other row loads, warnings or not. Findings are produced only for failing
+rows, so their cost follows the defect rate, not the batch size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+
+from quality.catalogue import Rule
+from quality.checks import CHECKS, SOURCE_LEVEL_CHECKS, Outcome
+from quality.frame import Frame, RuleContext
+
+LOAD, QUARANTINE, MERGE = 0, 1, 2
+VERDICTS = {LOAD: "load", QUARANTINE: "quarantine", MERGE: "merge"}
+
+FINDING_SCHEMA = pa.schema([
+    ("row", pa.int64()), ("source_key", pa.string()), ("rule_id", pa.string()), ("field", pa.string()),
+    ("severity", pa.string()), ("dimension", pa.string()), ("message", pa.string()),
+])
+CONFLICT_SCHEMA = pa.schema([
+    ("row", pa.int64()), ("source_key", pa.string()), ("rule_id", pa.string()), ("field", pa.string()),
+    ("subject", pa.string()), ("value", pa.string()), ("reference_source", pa.string()),
+    ("reference_key", pa.string()), ("reference_value", pa.string()),
+])
+
+
+@dataclass
+class Evaluation:
+    """The outcome of every rule over one batch, and what happens to each row."""
+
+    frame: Frame
+    rules: list[Rule]
+    outcomes: dict[str, Outcome]
+    seconds: float
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        """Rows evaluated."""
+        return self.frame.rows
+
+    def fail(self, rule_id: str) -> np.ndarray:
+        """Rows failing one rule."""
+        return self.outcomes[rule_id].fail
+
+    def any_fail(self, rules: list[Rule]) -> np.ndarray:
+        """Rows failing any of the rules."""
+        mask = np.zeros(self.rows, dtype=bool)
+        for rule in rules:
+            mask |= self.outcomes[rule.id].fail
+        return mask
+
+    @cached_property
+    def error_mask(self) -> np.ndarray:
+        """Rows failing an error-severity rule (duplicates aside)."""
+        return self.any_fail([r for r in self.rules if r.severity == "error" and r.check != "duplicate"])
+
+    @cached_property
+    def warning_mask(self) -> np.ndarray:
+        """Rows failing a warning-severity rule."""
+        return self.any_fail([r for r in self.rules if r.severity == "warning"])
+
+    @cached_property
+    def duplicate_mask(self) -> np.ndarray:
+        """Rows repeating another record's natural key."""
+        return self.any_fail([r for r in self.rules if r.check == "duplicate"])
+
+    @cached_property
+    def verdict(self) -> np.ndarray:
+        """LOAD, QUARANTINE or MERGE per row."""
+        verdict = np.full(self.rows, LOAD, dtype=np.int8)
+        verdict[self.duplicate_mask] = MERGE
+        verdict[self.error_mask] = QUARANTINE
+        return verdict
+
+    def counts(self) -> dict[str, int]:
+        """Rows in, to load, quarantined, merged as duplicates, loaded with warnings."""
+        verdict = self.verdict
+        return {"rows": self.rows, "loaded": int((verdict == LOAD).sum()), "quarantined": int((verdict == QUARANTINE).sum()),
+                "merged": int((verdict == MERGE).sum()), "warned": int((self.warning_mask & (verdict == LOAD)).sum())}
+
+    @cached_property
+    def findings(self) -> pa.Table:
+        """One row per (failing row, rule): where, which rule, how severe, and why (in Chinese)."""
+        keys = self.frame.source_keys()
+        columns: dict[str, list] = {name: [] for name in FINDING_SCHEMA.names}
+        for rule in self.rules:
+            rows = np.flatnonzero(self.outcomes[rule.id].fail)
+            if not len(rows):
+                continue
+            columns["row"].append(rows)
+            columns["source_key"].append(keys[rows])
+            columns["message"].append(np.asarray(self.outcomes[rule.id].messages(rows), dtype=object))
+            for name, value in (("rule_id", rule.id), ("field", rule.field), ("severity", rule.severity), ("dimension", rule.dimension)):
+                columns[name].append(np.full(len(rows), value, dtype=object))
+        if not columns["row"]:
+            return FINDING_SCHEMA.empty_table()
+        return pa.table({name: pa.array(np.concatenate(parts), FINDING_SCHEMA.field(name).type) for name, parts in columns.items()},
+                        schema=FINDING_SCHEMA)
+
+    @cached_property
+    def conflicts(self) -> pa.Table:
+        """Cross-source conflicts: the subject, this source's value, and the other source's record and value."""
+        keys = self.frame.source_keys()
+        parts = []
+        for rule in self.rules:
+            outcome = self.outcomes[rule.id]
+            if not outcome.conflicts:
+                continue
+            rows = np.flatnonzero(outcome.fail)
+            parts.append(pa.table({
+                "row": pa.array(rows, pa.int64()), "source_key": pa.array(keys[rows], pa.string()),
+                "rule_id": pa.array([rule.id] * len(rows), pa.string()), "field": pa.array([rule.field] * len(rows), pa.string()),
+                **{name: pa.array([None if v is None else str(v) for v in outcome.conflicts[name]], pa.string())
+                   for name in ("subject", "value", "reference_source", "reference_key", "reference_value")},
+            }, schema=CONFLICT_SCHEMA))
+        return pa.concat_tables(parts) if parts else CONFLICT_SCHEMA.empty_table()
+
+    def pass_columns(self) -> dict[str, np.ndarray]:
+        """rule id → True where the row passes (what the Great Expectations suite validates)."""
+        return {rule.id: ~self.outcomes[rule.id].fail for rule in self.rules}
+
+
+def evaluate(table: pa.Table, context: RuleContext, rules: list[Rule] | None = None) -> Evaluation:
+    """Run the row-level rules of the context's catalogue that apply to this batch."""
+    started = time.perf_counter()
+    frame = Frame(table, context)
+    chosen = rules if rules is not None else context.catalogue.rules_for(context.source_id, frame.columns)
+    chosen = [rule for rule in chosen if rule.check not in SOURCE_LEVEL_CHECKS]
+    outcomes: dict[str, Outcome] = {}
+    skipped: dict[str, str] = {}
+    for rule in chosen:
+        outcome = CHECKS[rule.check](frame, rule)
+        if outcome.skipped:
+            skipped[rule.id] = outcome.skipped
+        outcomes[rule.id] = outcome
+    if context.waived:
+        _apply_waivers(frame, outcomes, context.waived)
+    return Evaluation(frame, chosen, outcomes, time.perf_counter() - started, skipped)
+
+
+def _apply_waivers(frame: Frame, outcomes: dict[str, Outcome], waived: frozenset[tuple[str, str]]) -> None:
+    """Clear failures a steward accepted (a disputed defect decided in the department's favour)."""
+    keys = frame.source_keys()
+    by_rule: dict[str, set[str]] = {}
+    for source_key, rule_id in waived:
+        by_rule.setdefault(rule_id, set()).add(source_key)
+    for rule_id, source_keys in by_rule.items():
+        outcome = outcomes.get(rule_id)
+        if outcome is None:
+            continue
+        kept = outcome.fail & ~np.isin(keys, list(source_keys))
+        if outcome.conflicts:  # conflict facts are aligned with the failing rows: keep those still failing
+            still = kept[np.flatnonzero(outcome.fail)]
+            outcome.conflicts = {name: values[still] for name, values in outcome.conflicts.items()}
+        outcome.fail = kept

@@ -1,0 +1,105 @@
+"""Staging: each landed run standardised once into Parquet, with the quality verdict of every row beside it.
+
+staging/<source>/run=<run>/rows.parquet holds the standardised rows (standard data elements plus lineage);
+verdict.parquet, written by the quality stage, holds each row's verdict (load, quarantine, merge) in the same
+order. The load step reads both; cross-source rules read the rows of the anchor sources from here.
+Writes go through a temporary file and a rename, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from connectors.landing import safe_run_id
+from connectors.registry import get_source
+from hub.models import SourceRun
+from schemas.mapping import standardise
+
+ROWS_FILE = "rows.parquet"
+VERDICT_FILE = "verdict.parquet"
+BATCH_ROWS = 100_000
+
+
+def run_dir(staging_root: Path, source_id: str, run_id: str) -> Path:
+    """The staging folder of one source run."""
+    return staging_root / source_id / f"run={safe_run_id(run_id)}"
+
+
+def _write_atomically(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temporary name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, temporary, compression="zstd")
+    temporary.replace(path)
+
+
+def stage_run(staging_root: Path, run: SourceRun) -> Path:
+    """Standardise a run's landing into staging (once: a staged run is returned as is)."""
+    path = run_dir(staging_root, run.source_id, run.run_id) / ROWS_FILE
+    if path.exists():
+        return path
+    spec = get_source(run.source_id)
+    if not run.landing_path or not Path(run.landing_path).exists():
+        raise FileNotFoundError(f"{run.source_id}/{run.run_id}: 落地文件不存在 landing file missing: {run.landing_path}")
+    parts = [standardise(batch, spec, run.run_id) for batch in pq.ParquetFile(run.landing_path).iter_batches(batch_size=BATCH_ROWS)]
+    if parts:
+        table = pa.concat_tables(parts, promote_options="permissive")
+    else:  # an empty landing (e.g. no new file) may not even carry the source's columns: standardise an empty batch
+        empty = pq.read_schema(run.landing_path).empty_table()
+        for name in spec.primary_key:
+            if name not in empty.column_names:
+                empty = empty.append_column(name, pa.array([], pa.string()))
+        table = standardise(empty, spec, run.run_id)
+    _write_atomically(table, path)
+    return path
+
+
+def read_rows(path: Path) -> pa.Table:
+    """The staged rows of one run."""
+    return pq.read_table(path)
+
+
+def write_verdict(path: Path, verdict: np.ndarray, source_keys: np.ndarray) -> Path:
+    """Store each row's verdict next to its staged rows."""
+    target = path.with_name(VERDICT_FILE)
+    _write_atomically(pa.table({"_source_key": pa.array(source_keys, pa.string()), "_verdict": pa.array(verdict, pa.int8())}), target)
+    return target
+
+
+def read_verdict(path: Path) -> np.ndarray:
+    """Verdicts of a staged run (same order as its rows)."""
+    return np.asarray(pq.read_table(path.with_name(VERDICT_FILE)).column("_verdict").to_numpy())
+
+
+def landed_runs(engine: sa.Engine, source_id: str) -> list[SourceRun]:
+    """Every published run of a source that has a landing, oldest first."""
+    query = (sa.select(SourceRun).where(SourceRun.source_id == source_id, SourceRun.landing_path.is_not(None))
+             .order_by(SourceRun.id))
+    with sa.orm.Session(engine) as session:
+        return list(session.scalars(query))
+
+
+def current_rows(engine: sa.Engine, staging_root: Path, source_id: str) -> pa.Table | None:
+    """The source as the hub knows it: every staged run, the latest version of each record (None if never landed)."""
+    parts = []
+    for run in landed_runs(engine, source_id):
+        if run.rows_extracted == 0:
+            continue
+        parts.append(read_rows(stage_run(staging_root, run)))
+    if not parts:
+        return None
+    table = pa.concat_tables(parts, promote_options="permissive")
+    if len(parts) == 1:
+        return table
+    keys = np.asarray(pc.fill_null(table.column("_source_key"), "").to_numpy(zero_copy_only=False)).astype(str)
+    reversed_keys = keys[::-1]
+    _, last_from_end = np.unique(reversed_keys, return_index=True)  # first hit from the end = latest version
+    latest = np.sort(len(keys) - 1 - last_from_end)
+    return table.take(pa.array(latest))

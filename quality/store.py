@@ -1,0 +1,322 @@
+"""Persistence of a checked run: defects and their tickets, quarantine, cross-source conflicts, natural keys.
+
+Everything about one run is written in one transaction, so a run is either recorded completely or not at
+all (a rerun then records it again). Defects are keyed by (source, record, rule): a record that comes back
+corrected resolves its defects, releases it from quarantine and — when nothing of the ticket is left open —
+verifies and closes the ticket by itself (核查-反馈: the loop closes on data, not on a promise).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hub.models import (QualityConflict, QualityDefect, QualityNaturalKey, QualityTicket, QualityTicketEvent,
+                        QuarantinedRow)
+
+CHUNK = 500  # keys per IN (…) query and rows per insert statement
+ACTIVE_TICKET = ("open", "acknowledged", "corrected", "disputed")
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One defect as the rules reported it."""
+
+    source_key: str
+    rule_id: str
+    field: str
+    severity: str
+    dimension: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What a ticket needs to know about its rule."""
+
+    name: str
+    severity: str
+
+
+def _chunks(values: list, size: int = CHUNK) -> Iterable[list]:
+    """The list in pieces (IN lists and multi-row inserts stay small)."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def upsert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE on SQLite and PostgreSQL alike."""
+    if not rows:
+        return
+    dialect = {"postgresql": postgresql, "sqlite": sqlite}[connection.dialect.name]
+    for chunk in _chunks(rows):
+        statement = dialect.insert(table)
+        updates = {name: statement.excluded[name] for name in chunk[0] if name not in keys}
+        connection.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), chunk)
+
+
+# ------------------------------------------------------------------------------------------------
+# Defects and tickets
+# ------------------------------------------------------------------------------------------------
+
+def _existing_defects(connection: sa.Connection, source_id: str, keys: list[str]) -> dict[tuple[str, str], Any]:
+    """(source_key, rule_id) → defect row, for the given record keys."""
+    found = {}
+    table = QualityDefect.__table__
+    for chunk in _chunks(sorted(set(keys))):
+        for row in connection.execute(sa.select(table).where(table.c.source_id == source_id, table.c.source_key.in_(chunk))):
+            found[(row.source_key, row.rule_id)] = row
+    return found
+
+
+def _open_defects(connection: sa.Connection, source_id: str, rule_ids: set[str] | None = None) -> list[Any]:
+    """Open defects of a source (of some rules only, if given)."""
+    table = QualityDefect.__table__
+    query = sa.select(table).where(table.c.source_id == source_id, table.c.status == "open")
+    if rule_ids is not None:
+        query = query.where(table.c.rule_id.in_(sorted(rule_ids)))
+    return list(connection.execute(query))
+
+
+def _active_ticket(connection: sa.Connection, department: str, source_id: str, rule_id: str, rule: RuleInfo,
+                   run_id: str, at: datetime) -> int:
+    """The ticket collecting a source's defects under a rule: the active one, else a new open ticket."""
+    table = QualityTicket.__table__
+    found = connection.execute(sa.select(table.c.id).where(
+        table.c.source_id == source_id, table.c.rule_id == rule_id, table.c.status.in_(ACTIVE_TICKET))
+        .order_by(table.c.id.desc()).limit(1)).scalar_one_or_none()
+    if found is not None:
+        return int(found)
+    ticket_id = connection.execute(sa.insert(table).values(
+        department_code=department, source_id=source_id, rule_id=rule_id, rule_name=rule.name, severity=rule.severity,
+        status="open", opened_run_id=run_id, opened_at=at, updated_at=at, defects_open=0, defects_total=0,
+    ).returning(table.c.id)).scalar_one()
+    add_event(connection, ticket_id, at, SYSTEM, None, "open", f"批次 {run_id} 发现问题，开单退回 {department}")
+    return int(ticket_id)
+
+
+def add_event(connection: sa.Connection, ticket_id: int, at: datetime, actor: str, before: str | None, after: str,
+              note: str | None) -> None:
+    """Record one step of a ticket's life."""
+    connection.execute(sa.insert(QualityTicketEvent.__table__).values(
+        ticket_id=ticket_id, at=at, actor=actor, from_status=before, to_status=after, note=note))
+
+
+def refresh_tickets(connection: sa.Connection, ticket_ids: Iterable[int], at: datetime, run_id: str) -> list[int]:
+    """Recount tickets; an active ticket with nothing left open is verified (closed) by the system. Returns those closed."""
+    tickets = QualityTicket.__table__
+    defects = QualityDefect.__table__
+    closed = []
+    for ticket_id in sorted(set(ticket_ids)):
+        counts = dict(connection.execute(sa.select(defects.c.status, sa.func.count()).where(defects.c.ticket_id == ticket_id)
+                                         .group_by(defects.c.status)).all())
+        still_open = int(counts.get("open", 0))
+        total = int(sum(counts.values()))
+        status = connection.execute(sa.select(tickets.c.status).where(tickets.c.id == ticket_id)).scalar_one()
+        values: dict[str, Any] = {"defects_open": still_open, "defects_total": total}
+        if status in ACTIVE_TICKET and still_open == 0 and total > 0:
+            values |= {"status": "verified", "closed_at": at, "updated_at": at}
+            add_event(connection, ticket_id, at, SYSTEM, status, "verified",
+                      f"批次 {run_id} 核查：问题记录已更正或已处理，工单自动核验关闭")
+            closed.append(ticket_id)
+        connection.execute(sa.update(tickets).where(tickets.c.id == ticket_id).values(**values))
+    return closed
+
+
+def record_defects(connection: sa.Connection, *, source_id: str, department: str, run_id: str, at: datetime,
+                   findings: list[Finding], seen_keys: Iterable[str], rules: dict[str, RuleInfo],
+                   checked_rules: set[str] | None = None) -> dict[str, int]:
+    """Open, refresh, reopen and resolve a source's defects after one run; keep tickets in step.
+
+    seen_keys: every record key the run carried (a defect of such a record that the run no longer finds is
+    resolved — the corrected record arrived). checked_rules: only defects of these rules may be resolved
+    (a rule skipped for lack of reference data resolves nothing); None means every rule.
+    """
+    table = QualityDefect.__table__
+    by_key = {(f.source_key, f.rule_id): f for f in findings}
+    existing = _existing_defects(connection, source_id, [f.source_key for f in findings])
+    touched_tickets: set[int] = set()
+    inserts, opened, refreshed, reopened = [], 0, 0, 0
+    ticket_of_rule: dict[str, int] = {}
+
+    def ticket_for(rule_id: str) -> int:
+        """The active ticket of a rule (created on first need)."""
+        if rule_id not in ticket_of_rule:
+            ticket_of_rule[rule_id] = _active_ticket(connection, department, source_id, rule_id, rules[rule_id], run_id, at)
+        return ticket_of_rule[rule_id]
+
+    for key, finding in by_key.items():
+        row = existing.get(key)
+        if row is None:
+            ticket = ticket_for(finding.rule_id)
+            inserts.append({"source_id": source_id, "source_key": finding.source_key, "rule_id": finding.rule_id,
+                            "field": finding.field, "severity": finding.severity, "dimension": finding.dimension,
+                            "message": finding.message, "status": "open", "disputed": False, "ticket_id": ticket,
+                            "first_run_id": run_id, "last_run_id": run_id, "first_seen_at": at, "last_seen_at": at})
+            touched_tickets.add(ticket)
+            opened += 1
+        elif row.status == "waived":
+            continue
+        elif row.status == "resolved":  # it came back: a new occurrence on the rule's active ticket
+            ticket = ticket_for(finding.rule_id)
+            connection.execute(sa.update(table).where(table.c.id == row.id).values(
+                status="open", ticket_id=ticket, message=finding.message, last_run_id=run_id, last_seen_at=at,
+                resolved_run_id=None, resolved_at=None, disputed=False))
+            touched_tickets.update({ticket, row.ticket_id} - {None})
+            reopened += 1
+        else:
+            connection.execute(sa.update(table).where(table.c.id == row.id).values(
+                message=finding.message, last_run_id=run_id, last_seen_at=at))
+            refreshed += 1
+    for chunk in _chunks(inserts):
+        connection.execute(sa.insert(table), chunk)
+    seen = set(seen_keys)
+    resolved = []
+    for row in _open_defects(connection, source_id, checked_rules):
+        if row.source_key in seen and (row.source_key, row.rule_id) not in by_key:
+            resolved.append(row.id)
+            if row.ticket_id is not None:
+                touched_tickets.add(row.ticket_id)
+    for chunk in _chunks(resolved):
+        connection.execute(sa.update(table).where(table.c.id.in_(chunk)).values(
+            status="resolved", resolved_run_id=run_id, resolved_at=at))
+    closed = refresh_tickets(connection, touched_tickets, at, run_id)
+    return {"opened": opened, "refreshed": refreshed, "reopened": reopened, "resolved": len(resolved), "tickets_closed": len(closed)}
+
+
+def waivers(connection: sa.Connection, source_id: str) -> frozenset[tuple[str, str]]:
+    """(source_key, rule_id) a steward accepted for a source."""
+    table = QualityDefect.__table__
+    rows = connection.execute(sa.select(table.c.source_key, table.c.rule_id).where(
+        table.c.source_id == source_id, table.c.status == "waived"))
+    return frozenset((r.source_key, r.rule_id) for r in rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# Quarantine
+# ------------------------------------------------------------------------------------------------
+
+def _json_value(value: Any) -> Any:
+    """A standardised value as JSON (dates as ISO text, decimals as text)."""
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def row_payloads(table: pa.Table) -> list[str]:
+    """Each row of a (small) table as compact JSON text."""
+    return [json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False, separators=(",", ":"))
+            for row in table.to_pylist()]
+
+
+def record_quarantine(connection: sa.Connection, *, source_id: str, library: str, run_id: str, at: datetime,
+                      quarantined: list[dict[str, Any]], passed_keys: np.ndarray) -> dict[str, int]:
+    """Hold the run's failing rows; release earlier held versions of records that now passed.
+
+    quarantined: dicts with source_key, subject_key, row_enc, rule_ids, reasons.
+    """
+    table = QuarantinedRow.__table__
+    held = {r.source_key for r in connection.execute(sa.select(table.c.source_key).where(
+        table.c.source_id == source_id, table.c.status.in_(("quarantined", "release_pending"))))}
+    rows = [{"source_id": source_id, "run_id": run_id, "library": library, "status": "quarantined", "quarantined_at": at,
+             "released_at": None, "released_run_id": None, **q} for q in quarantined]
+    upsert(connection, table, rows, ["source_id", "source_key"])
+    released = sorted(held & set(passed_keys.tolist()))
+    for chunk in _chunks(released):
+        connection.execute(sa.update(table).where(table.c.source_id == source_id, table.c.source_key.in_(chunk))
+                           .values(status="released", released_at=at, released_run_id=run_id))
+    return {"quarantined": len(rows), "released": len(released)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Conflicts and natural keys
+# ------------------------------------------------------------------------------------------------
+
+def record_conflicts(connection: sa.Connection, *, source_id: str, run_id: str, conflicts: list[dict[str, Any]],
+                     seen_keys: set[str], checked_rules: set[str]) -> dict[str, int]:
+    """Store this run's conflicts; conflicts of re-sent records that now agree become resolved."""
+    table = QualityConflict.__table__
+    current = {(c["source_key"], c["rule_id"]) for c in conflicts}
+    first = {(r.source_key, r.rule_id): r.first_run_id for r in connection.execute(
+        sa.select(table.c.source_key, table.c.rule_id, table.c.first_run_id).where(table.c.source_id == source_id))}
+    rows = [{"source_id": source_id, "status": "open", "last_run_id": run_id,
+             "first_run_id": first.get((c["source_key"], c["rule_id"]), run_id), **c} for c in conflicts]
+    upsert(connection, table, rows, ["source_id", "source_key", "rule_id"])
+    agreeing = [key for key in first if key not in current and key[0] in seen_keys and key[1] in checked_rules]
+    for source_key, rule_id in agreeing:
+        connection.execute(sa.update(table).where(table.c.source_id == source_id, table.c.source_key == source_key,
+                                                  table.c.rule_id == rule_id).values(status="resolved", last_run_id=run_id))
+    return {"conflicts": len(rows), "conflicts_resolved": len(agreeing)}
+
+
+class KnownKeys:
+    """Natural keys earlier runs of a source sent (as HMACs), to find duplicates across runs."""
+
+    def __init__(self, connection: sa.Connection, source_id: str, hasher: Any) -> None:
+        table = QualityNaturalKey.__table__
+        self.source_id = source_id
+        self.hasher = hasher
+        self.first = {r.key_hash: r.source_key for r in connection.execute(
+            sa.select(table.c.key_hash, table.c.source_key).where(table.c.source_id == source_id))}
+        self._hashes: np.ndarray | None = None
+
+    def hashes(self, keys: pa.Array, complete: np.ndarray) -> np.ndarray:
+        """HMAC of each complete key (None elsewhere), computed once per batch."""
+        if self._hashes is None or len(self._hashes) != len(keys):
+            out = np.full(len(keys), None, dtype=object)
+            rows = np.flatnonzero(complete)
+            if len(rows):
+                out[rows] = self.hasher(keys.take(pa.array(rows)).to_pylist())
+            self._hashes = out
+        return self._hashes
+
+    def first_keys(self, keys: pa.Array, complete: np.ndarray) -> np.ndarray:
+        """The source key that first sent each row's natural key in an earlier run (None if none did)."""
+        hashes = self.hashes(keys, complete)
+        return np.array([self.first.get(h) if h is not None else None for h in hashes], dtype=object)
+
+    def record(self, connection: sa.Connection, source_keys: np.ndarray, keep: np.ndarray, run_id: str) -> int:
+        """Remember the natural keys first sent in this run (rows in keep that carry a complete key)."""
+        if self._hashes is None:
+            return 0
+        rows = []
+        seen: set[str] = set()
+        for h, key in zip(self._hashes[keep], source_keys[keep]):
+            if h is not None and h not in self.first and h not in seen:
+                seen.add(h)
+                rows.append({"source_id": self.source_id, "key_hash": h, "source_key": str(key), "first_run_id": run_id})
+        for chunk in _chunks(rows, 2000):
+            connection.execute(sa.insert(QualityNaturalKey.__table__), chunk)
+        return len(rows)
+
+
+def group_findings(findings: pa.Table) -> list[Finding]:
+    """Findings of an evaluation as records (one per record and rule; the first message wins)."""
+    out: dict[tuple[str, str], Finding] = {}
+    columns = {name: findings.column(name).to_pylist() for name in ("source_key", "rule_id", "field", "severity", "dimension", "message")}
+    for values in zip(*columns.values()):
+        finding = Finding(*values)
+        out.setdefault((finding.source_key, finding.rule_id), finding)
+    return list(out.values())
+
+
+def messages_by_key(findings: list[Finding], severity: str) -> dict[str, tuple[list[str], list[str]]]:
+    """source_key → (rule ids, messages) of one severity."""
+    out: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+    for f in findings:
+        if f.severity == severity:
+            out[f.source_key][0].append(f.rule_id)
+            out[f.source_key][1].append(f"[{f.rule_id}] {f.message}")
+    return out
