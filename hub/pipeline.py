@@ -91,40 +91,16 @@ def _world_token(description: dict) -> str | None:
 
 
 @contextlib.contextmanager
-def world_api(world_dir: Path, progress: Progress = print) -> Iterator[str | None]:
-    """Serve the world's HTTP API (the court's) in a thread while the pipeline runs; yields its base URL or None.
+def world_api(world_dir: Path, progress: Progress = print) -> Iterator[str]:
+    """Serve the world's HTTP API (the court's) on 127.0.0.1 in a thread while the pipeline runs; yields its base URL."""
+    from world import server
 
-    Uses `world.server.start_in_thread(world_dir)` (127.0.0.1, a free port), whose handle gives the URL
-    (`url`/`base_url`, or `host` and `port`) and stops with `stop()`/`shutdown()`/`close()`.
-    """
+    handle = server.start_in_thread(world_dir)
+    progress(f"模拟法院接口 simulated court API: {handle.url}")
     try:
-        from world import server
-    except ImportError:
-        server = None
-    start = getattr(server, "start_in_thread", None)
-    if start is None:
-        # TODO(world): until world.server.start_in_thread exists, hub run skips the HTTP sources.
-        progress("模拟接口未提供 world.server.start_in_thread not available: HTTP 数据源本次跳过 HTTP sources skipped")
-        yield None
-        return
-    handle = start(world_dir)
-    try:
-        yield _served_url(handle)
+        yield handle.url
     finally:
-        for name in ("stop", "shutdown", "close"):
-            if callable(getattr(handle, name, None)):
-                getattr(handle, name)()
-                break
-
-
-def _served_url(handle: object) -> str:
-    """The base URL of a started server: a URL, or a handle with url/base_url, or with host and port."""
-    if isinstance(handle, str):
-        return handle.rstrip("/")
-    for name in ("url", "base_url"):
-        if getattr(handle, name, None):
-            return str(getattr(handle, name)).rstrip("/")
-    return f"http://{getattr(handle, 'host', None) or '127.0.0.1'}:{getattr(handle, 'port')}"
+        handle.stop()
 
 
 def export_connections(connections: dict[str, str]) -> None:

@@ -108,12 +108,15 @@ def date(values: pa.Array) -> Result:
 
 
 def datetime_(values: pa.Array) -> Result:
-    """Timestamps (already typed, or ISO text) to timestamp[us]."""
+    """Timestamps (already typed, ISO text, or a date alone = midnight) to timestamp[us]."""
     if pa.types.is_timestamp(values.type):
         return pc.cast(values, pa.timestamp("us")), _no_errors(len(values))
     raw, _ = text(halfwidth(values)[0])
     normalised = pc.replace_substring(raw, "T", " ")
     parsed = pc.strptime(normalised, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
+    # A date alone means midnight (Excel writes midnight datetimes as dates; some departments send only the day).
+    day_only, _ = date(raw)
+    parsed = pc.coalesce(parsed, pc.cast(day_only, pa.timestamp("us")))
     failed = pc.and_(pc.is_valid(raw), pc.is_null(parsed))
     errors = pc.if_else(failed, pc.binary_join_element_wise("无法识别的时间 unparseable timestamp: ", raw, ""), pa.scalar(None, pa.string()))
     return parsed, errors

@@ -53,9 +53,10 @@ def test_decimal_and_code_map() -> None:
 
 
 def test_datetime_text_and_typed() -> None:
-    parsed, errors = normalize.datetime_(pa.array(["2026-01-02 03:04:05", "2026-01-02T03:04:05", "bad"]))
+    parsed, errors = normalize.datetime_(pa.array(["2026-01-02 03:04:05", "2026-01-02T03:04:05", "bad", "2026-01-03", "2026年1月3日"]))
     assert parsed.to_pylist()[:2] == [dt.datetime(2026, 1, 2, 3, 4, 5)] * 2
     assert errors.to_pylist()[2] is not None
+    assert parsed.to_pylist()[3:] == [dt.datetime(2026, 1, 3)] * 2 and errors.to_pylist()[3:] == [None, None]
 
 
 FORMATS = [
