@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quality.catalogue import Rule, field_labels
-from quality.frame import NO_DAY, Frame, day_text
+from quality.frame import NO_DAY, Frame, day_text, day_texts
 from quality.references import comparable_names
 from schemas.code_tables import load_table
 
@@ -60,8 +60,7 @@ def _masked(value: object) -> str:
 
 def _quoted(frame: Frame, name: str, rows: np.ndarray) -> list[str]:
     """The values of a column at rows, masked where they look like resident IDs."""
-    values = frame.strings(name)[rows]
-    return [_masked(v) for v in values]
+    return [_masked(v) for v in frame.strings_at(name, rows)]
 
 
 def required(frame: Frame, rule: Rule) -> Outcome:
@@ -132,7 +131,7 @@ def date_not_future(frame: Frame, rule: Rule) -> Outcome:
     days = frame.days(name)
     fail = (days != NO_DAY) & (days > frame.context.reference_day)
     label, reference = _label(rule, name), frame.context.reference_date.isoformat()
-    return Outcome(fail, lambda rows: [f"{label} {day_text(d)} 晚于基准日期 {reference}" for d in days[rows]])
+    return Outcome(fail, lambda rows: [f"{label} {d} 晚于基准日期 {reference}" for d in day_texts(days[rows])])
 
 
 def date_order(frame: Frame, rule: Rule) -> Outcome:
@@ -141,7 +140,7 @@ def date_order(frame: Frame, rule: Rule) -> Outcome:
     a, b = frame.days(first), frame.days(second)
     fail = (a != NO_DAY) & (b != NO_DAY) & (a > b)
     la, lb = _label(rule, first), _label(rule, second)
-    return Outcome(fail, lambda rows: [f"{la} {day_text(x)} 晚于{lb} {day_text(y)}" for x, y in zip(a[rows], b[rows])])
+    return Outcome(fail, lambda rows: [f"{la} {x} 晚于{lb} {y}" for x, y in zip(day_texts(a[rows]), day_texts(b[rows]))])
 
 
 def format_(frame: Frame, rule: Rule) -> Outcome:
@@ -171,7 +170,7 @@ def id_birth(frame: Frame, rule: Rule) -> Outcome:
     from_id = np.where(np.isnat(check.birth_date), NO_DAY, (check.birth_date - np.datetime64("1970-01-01", "D")).astype(np.int64))
     days = frame.days(birth_field)
     fail = (days != NO_DAY) & (from_id != NO_DAY) & (days != from_id)
-    return Outcome(fail, lambda rows: [f"出生日期 {day_text(d)} 与公民身份号码中的 {day_text(i)} 不一致" for d, i in zip(days[rows], from_id[rows])])
+    return Outcome(fail, lambda rows: [f"出生日期 {d} 与公民身份号码中的 {i} 不一致" for d, i in zip(day_texts(days[rows]), day_texts(from_id[rows]))])
 
 
 _GENDER_TEXT = {"1": "男", "2": "女"}
@@ -185,9 +184,8 @@ def id_gender(frame: Frame, rule: Rule) -> Outcome:
     male = np.asarray(pc.fill_null(pc.equal(text, "1"), False).to_numpy(zero_copy_only=False), dtype=bool)
     female = np.asarray(pc.fill_null(pc.equal(text, "2"), False).to_numpy(zero_copy_only=False), dtype=bool)
     fail = (male & (check.gender == "2")) | (female & (check.gender == "1"))
-    gender = np.where(male, "1", np.where(female, "2", ""))
     return Outcome(fail, lambda rows: [f"性别为{_GENDER_TEXT.get(g, g)}，公民身份号码显示为{_GENDER_TEXT.get(i, i)}"
-                                       for g, i in zip(gender[rows], check.gender[rows])])
+                                       for g, i in zip(np.where(male[rows], "1", np.where(female[rows], "2", "")), check.gender[rows])])
 
 
 def id_gender_fixed(frame: Frame, rule: Rule) -> Outcome:
@@ -250,15 +248,16 @@ def duplicate(frame: Frame, rule: Rule) -> Outcome:
     if not complete.any():
         return Outcome(np.zeros(frame.rows, dtype=bool), "")
     first = first_rows(codes, complete)
-    rows = np.arange(frame.rows)
-    repeated = complete & (first != rows)
+    repeated = np.flatnonzero(complete & (first != np.arange(frame.rows)))
     # The same source record twice in one batch (an update sent twice) is not a duplicate of itself.
     key_text = frame.text("_source_key")
-    other_record = pc.not_equal(key_text.take(pa.array(np.maximum(first, 0))), key_text)
-    fail = repeated & np.asarray(pc.fill_null(other_record, True).to_numpy(zero_copy_only=False), dtype=bool)
-    source_keys = frame.source_keys()
+    fail = np.zeros(frame.rows, dtype=bool)
+    if len(repeated):  # compare source keys at the repeated rows only
+        other_record = pc.not_equal(key_text.take(pa.array(first[repeated])), key_text.take(pa.array(repeated)))
+        fail[repeated] = np.asarray(pc.fill_null(other_record, True).to_numpy(zero_copy_only=False), dtype=bool)
     original = np.full(frame.rows, None, dtype=object)
-    original[fail] = source_keys[first[fail]]
+    if fail.any():  # only the duplicates' originals are converted to Python text
+        original[fail] = np.asarray(pc.fill_null(key_text.take(pa.array(first[fail])), "").to_numpy(zero_copy_only=False), dtype=object)
     known = frame.context.known_keys
     if known is not None:
         source_keys = frame.source_keys()
@@ -312,17 +311,17 @@ def _compare(frame: Frame, rule: Rule, lookup_name: str, ready: str, what: str) 
     hit = np.flatnonzero(fail)
     ref_source, ref_key = _reference_facts(lookup, positions, hit)
     ref_value = np.asarray(reference.take(pa.array(hit)).to_numpy(zero_copy_only=False), dtype=object) if len(hit) else np.zeros(0, object)
-    shown = frame.strings(value_field)
+    shown = frame.strings_at(value_field, hit)
     label = _label(rule, value_field)
     where = {int(r): i for i, r in enumerate(hit)}
 
     def messages(rows: np.ndarray) -> list[str]:
         """'姓名“X”与户籍人口（gongan_hjrk 记录 12）的“Y”不一致'."""
-        return [f"{label}“{shown[r]}”与{what}（{ref_source[where[int(r)]]} 记录 {ref_key[where[int(r)]]}）的“{ref_value[where[int(r)]]}”不一致"
+        return [f"{label}“{shown[where[int(r)]]}”与{what}（{ref_source[where[int(r)]]} 记录 {ref_key[where[int(r)]]}）的“{ref_value[where[int(r)]]}”不一致"
                 for r in rows]
 
     subjects = np.asarray(keys.take(pa.array(hit)).to_numpy(zero_copy_only=False), dtype=object) if len(hit) else np.zeros(0, object)
-    conflicts = {"subject": subjects, "value": shown[hit], "reference_source": ref_source,
+    conflicts = {"subject": subjects, "value": shown, "reference_source": ref_source,
                  "reference_key": ref_key, "reference_value": ref_value}
     return Outcome(fail, messages, conflicts=conflicts)
 
@@ -359,18 +358,18 @@ def compare_marital_status(frame: Frame, rule: Rule) -> Outcome:
     at = pa.array(hit)
     kinds = np.asarray(kind.take(at).to_numpy(zero_copy_only=False), dtype=object) if len(hit) else np.zeros(0, object)
     days = np.asarray(_take_text(lookup.details, positions).take(at).to_numpy(zero_copy_only=False), dtype=object) if len(hit) else np.zeros(0, object)
-    shown = frame.strings(status_field)
+    shown = frame.strings_at(status_field, hit)
     marital = load_table("marital_status")
     words = {"20": "结婚", "23": "复婚", "40": "离婚"}
     where = {int(r): i for i, r in enumerate(hit)}
 
     def messages(rows: np.ndarray) -> list[str]:
         """'婚姻状况为10（未婚），民政最近一次婚姻登记为结婚（2019-12-30）'."""
-        return [f"婚姻状况为{shown[r]}（{marital.label(shown[r]) or '未知代码'}），民政最近一次婚姻登记为"
+        return [f"婚姻状况为{shown[where[int(r)]]}（{marital.label(shown[where[int(r)]]) or '未知代码'}），民政最近一次婚姻登记为"
                 f"{words.get(kinds[where[int(r)]], kinds[where[int(r)]])}（{days[where[int(r)]]}）" for r in rows]
 
     subjects = np.asarray(keys.take(at).to_numpy(zero_copy_only=False), dtype=object) if len(hit) else np.zeros(0, object)
-    conflicts = {"subject": subjects, "value": shown[hit], "reference_source": ref_source, "reference_key": ref_key,
+    conflicts = {"subject": subjects, "value": shown, "reference_source": ref_source, "reference_key": ref_key,
                  "reference_value": np.array([f"{k}|{d}" for k, d in zip(kinds, days)], dtype=object)}
     return Outcome(fail, messages, conflicts=conflicts)
 

@@ -13,6 +13,7 @@ from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from quality.catalogue import Rule
 from quality.checks import CHECKS, SOURCE_LEVEL_CHECKS, Outcome
@@ -90,21 +91,23 @@ class Evaluation:
     @cached_property
     def findings(self) -> pa.Table:
         """One row per (failing row, rule): where, which rule, how severe, and why (in Chinese)."""
-        keys = self.frame.source_keys()
         columns: dict[str, list] = {name: [] for name in FINDING_SCHEMA.names}
         for rule in self.rules:
             rows = np.flatnonzero(self.outcomes[rule.id].fail)
             if not len(rows):
                 continue
             columns["row"].append(rows)
-            columns["source_key"].append(keys[rows])
             columns["message"].append(np.asarray(self.outcomes[rule.id].messages(rows), dtype=object))
             for name, value in (("rule_id", rule.id), ("field", rule.field), ("severity", rule.severity), ("dimension", rule.dimension)):
                 columns[name].append(np.full(len(rows), value, dtype=object))
         if not columns["row"]:
             return FINDING_SCHEMA.empty_table()
-        return pa.table({name: pa.array(np.concatenate(parts), FINDING_SCHEMA.field(name).type) for name, parts in columns.items()},
-                        schema=FINDING_SCHEMA)
+        rows = np.concatenate(columns.pop("row"))
+        columns.pop("source_key")
+        data = {name: pa.array(np.concatenate(parts), FINDING_SCHEMA.field(name).type) for name, parts in columns.items()}
+        data["row"] = pa.array(rows, pa.int64())  # source keys taken in Arrow at the failing rows only
+        data["source_key"] = pc.fill_null(self.frame.text("_source_key").take(pa.array(rows)), "")
+        return pa.table({name: data[name] for name in FINDING_SCHEMA.names}, schema=FINDING_SCHEMA)
 
     @cached_property
     def conflicts(self) -> pa.Table:

@@ -84,18 +84,14 @@ class Frame:
     def present(self, name: str) -> np.ndarray:
         """Whether each value is there (not null, not blank text)."""
         def make() -> np.ndarray:
-            values = self.column(name)
-            there = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
-            if pa.types.is_string(values.type):
-                first, empty = first_bytes(values)
-                there &= ~empty
-                # Only text whose first byte can begin a white-space character can be all blank: test those few in
-                # full instead of scanning every long address.
-                suspects = np.flatnonzero(there & np.isin(first, BLANK_LEAD_BYTES))
-                if len(suspects):
-                    blank = np.asarray(pc.utf8_is_space(values.take(pa.array(suspects))).to_numpy(zero_copy_only=False), dtype=bool)
-                    there[suspects[blank]] = False
-            return there
+            # Chunk by chunk when the column has not been combined yet: a rule reading only presence (a long
+            # address) then never copies the column into one array.
+            chunks = [self._cache[("arrow", name)]] if ("arrow", name) in self._cache else self.table.column(name).chunks
+            if len(chunks) == 1:
+                return _present(chunks[0])
+            if not chunks:
+                return _present(self.column(name))
+            return np.concatenate([_present(chunk) for chunk in chunks])
         return self._cached("present", name, make)
 
     def text(self, name: str) -> pa.Array:
@@ -104,6 +100,15 @@ class Frame:
             values = self.column(name)
             return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
         return self._cached("text", name, make)
+
+    def strings_at(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Like strings(name)[rows], converting only those rows (messages concern the failing few)."""
+        if name in self.columns and ("strings", name) in self._cache:
+            return self._cache[("strings", name)][rows]
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.zeros(0, dtype=object)
+        return np.asarray(self.text(name).take(pa.array(rows)).to_numpy(zero_copy_only=False), dtype=object)
 
     def strings(self, name: str) -> np.ndarray:
         """The column as a numpy object array of str/None (for messages over a few rows)."""
@@ -127,6 +132,9 @@ class Frame:
         """The column as a fixed-width numpy unicode array ('' where missing): the identifier checks' fastest input."""
         def make() -> np.ndarray:
             values = pc.fill_null(self.text(name), "")
+            fast = ascii_unicode(values)
+            if fast is not None:
+                return fast
             width = max(int(pc.max(pc.utf8_length(values)).as_py() or 1), 1) if len(values) else 1
             return np.asarray(values.to_numpy(zero_copy_only=False)).astype(f"<U{width}")
         return self._cached("unicode", name, make)
@@ -151,6 +159,10 @@ class Frame:
             if kind != "resident-id":
                 return pc.fill_null(pc.utf8_upper(pc.utf8_trim_whitespace(self.text(name))), "")
             check = self.resident(name)
+            # A valid ID's key is its normalised form (18 characters); '' where invalid.
+            fast = ascii_strings(check.normalised, np.where(check.valid, 18, 0)) if check.normalised.dtype == "<U18" else None
+            if fast is not None:
+                return fast
             keys = pc.if_else(pa.array(check.valid), pc.fill_null(self.text(name), ""), "")
             # Rows whose text is not already the normalised form (legacy 15-digit, lower-case x, spaces) get it written in.
             changed = check.valid & (self.unicode(name) != check.normalised)
@@ -172,6 +184,21 @@ class Frame:
             pc.fill_null(self.text("_source_key"), "").to_numpy(zero_copy_only=False), dtype=object))
 
 
+def _present(values: pa.Array) -> np.ndarray:
+    """Whether each value of one array is there (not null, not blank text)."""
+    there = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_string(values.type) and len(values):
+        first, empty = first_bytes(values)
+        there &= ~empty
+        # Only text whose first byte can begin a white-space character can be all blank: test those few in
+        # full instead of scanning every long address.
+        suspects = np.flatnonzero(there & np.isin(first, BLANK_LEAD_BYTES))
+        if len(suspects):
+            blank = np.asarray(pc.utf8_is_space(values.take(pa.array(suspects))).to_numpy(zero_copy_only=False), dtype=bool)
+            there[suspects[blank]] = False
+    return there
+
+
 def first_bytes(values: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     """(first UTF-8 byte of each value, whether the value is empty) read straight from the Arrow buffers."""
     offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=len(values) + 1, offset=4 * values.offset)
@@ -182,12 +209,65 @@ def first_bytes(values: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(empty, 0, first).astype(np.uint8), empty
 
 
+def ascii_unicode(values: pa.Array) -> np.ndarray | None:
+    """A null-free Arrow string array of pure ASCII text as a fixed-width numpy unicode array, built straight from
+    the Arrow buffers (the same array as converting through Python strings); None when any byte is not ASCII."""
+    if not pa.types.is_string(values.type) or values.null_count or not len(values):
+        return None
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=len(values) + 1, offset=4 * values.offset)
+    data = values.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None and data.size else np.zeros(0, dtype=np.uint8)
+    start, end = int(offsets[0]), int(offsets[-1])
+    if end > start and raw[start:end].max() >= 128:
+        return None
+    width = max(int((offsets[1:] - offsets[:-1]).max()), 1)
+    padded = pc.utf8_rpad(values, width=width, padding="\x00")  # NUL padding: numpy's own fixed-width fill
+    offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32, count=len(padded) + 1, offset=4 * padded.offset)
+    start = int(offsets[0])
+    raw = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[start:start + len(padded) * width]
+    return raw.astype(np.uint32).view(f"<U{width}")
+
+
+def ascii_strings(values: np.ndarray, lengths: np.ndarray | None = None) -> pa.Array | None:
+    """A numpy unicode array of ASCII text as an Arrow string array (no nulls), built from its code points without
+    Python strings; None when some character is not ASCII. ``lengths`` (characters per value) may be given when known."""
+    values = np.ascontiguousarray(values)
+    if values.dtype.kind != "U" or values.ndim != 1 or values.dtype.itemsize == 0:
+        return None
+    width = values.dtype.itemsize // 4
+    codes = values.view(np.uint32).reshape(-1, width)
+    lengths = np.strings.str_len(values).astype(np.int64) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    if lengths.sum() >= 2**31:
+        return None
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    full = lengths == width
+    if (full | (lengths == 0)).all():  # e.g. normalised IDs: 18 characters, or '' where invalid
+        used = codes if full.all() else codes[full]
+    else:
+        used = codes[np.arange(width) < lengths[:, None]]  # row-major: each value's characters in order
+    if used.size and used.max() >= 128:
+        return None
+    data = used.astype(np.uint8).ravel()
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(data))
+
+
 def resident_codes(ids: np.ndarray) -> np.ndarray:
     """Normalised 18-character resident IDs as int64 (the first 17 digits; the 18th follows from them)."""
     if not len(ids):
         return np.zeros(0, dtype=np.int64)
-    digits = np.asarray(ids).astype("<U18").view(np.uint32).reshape(-1, 18)[:, :17].astype(np.int64) - 48
-    return digits @ (10 ** np.arange(16, -1, -1, dtype=np.int64))
+    chars = np.ascontiguousarray(np.asarray(ids), dtype="<U18").view(np.uint32).reshape(-1, 18)
+    codes = chars[:, 0].astype(np.int64) - 48
+    for column in range(1, 17):  # Horner over the columns: no [rows, 17] int64 temporary
+        codes *= 10
+        codes += chars[:, column]
+        codes -= 48
+    return codes
+
+
+def day_texts(days: np.ndarray) -> list[str]:
+    """Day numbers as YYYY-MM-DD texts (vectorised day_text)."""
+    return (EPOCH + np.asarray(days, dtype=np.int64).astype("timedelta64[D]")).astype(str).tolist()
 
 
 def day_text(day: int) -> str:

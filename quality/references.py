@@ -81,10 +81,24 @@ class Lookup:
         order = np.argsort(codes, kind="stable")
         return codes[order], order
 
+    @cached_property
+    def _code_index(self):
+        """A hashed pandas index over the keys' int64 codes (None if two keys share a code)."""
+        import pandas as pd
+
+        sorted_codes, order = self._sorted_codes
+        codes = np.empty_like(sorted_codes)
+        codes[order] = sorted_codes  # position i holds key i's code
+        index = pd.Index(codes)
+        return index if index.is_unique else None
+
     def positions_of_codes(self, codes: np.ndarray) -> np.ndarray:
         """Like positions() for resident IDs given as int64 codes (-1 = invalid): a binary search, no hashing of text."""
         if len(self.keys) == 0:
             return np.full(len(codes), -1, dtype=np.int64)
+        index = self._code_index
+        if index is not None:  # unique keys (as built): one hash probe per row instead of a binary search
+            return np.where(codes >= 0, index.get_indexer(codes), -1)
         sorted_codes, order = self._sorted_codes
         at = np.minimum(np.searchsorted(sorted_codes, codes), len(sorted_codes) - 1)
         return np.where((codes >= 0) & (sorted_codes[at] == codes), order[at], -1)

@@ -123,7 +123,7 @@ def _bodies_matrix(bodies: Any, width: int, what: str) -> np.ndarray:
 def _upper_in_place(matrix: np.ndarray) -> np.ndarray:
     """ASCII a–z → A–Z in a code matrix; returns the mask of rows that had lower case."""
     lower = (matrix >= 97) & (matrix <= 122)
-    matrix[lower] -= 32
+    np.subtract(matrix, 32, out=matrix, where=lower)  # in place, no fancy indexing
     return lower.any(axis=1)
 
 
@@ -453,7 +453,7 @@ def _notes(valid: np.ndarray, parts: list[tuple[np.ndarray, Any]]) -> np.ndarray
     for mask, text in parts:
         rows = mask & valid
         if rows.any():
-            piece = text if isinstance(text, str) else text[rows].astype(object)
+            piece = text if isinstance(text, str) else (text(rows) if callable(text) else text[rows]).astype(object)
             separator = np.where(any_note[rows], "; ", "").astype(object)
             notes[rows] = notes[rows] + separator + piece
             any_note |= rows
@@ -478,14 +478,19 @@ def _real_date(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarr
 
 
 def _datetime64(year: np.ndarray, month: np.ndarray, day: np.ndarray, real: np.ndarray) -> np.ndarray:
-    """datetime64[D] from parts, NaT where not ``real``."""
+    """datetime64[D] from parts, NaT where not ``real`` (days from the civil date in integer arithmetic:
+    numpy's datetime64[Y]/[M] → [D] conversions cost a calendar computation per element)."""
     y = np.where(real, year, 1970).astype(np.int64)
     m = np.where(real, month, 1).astype(np.int64)
     d = np.where(real, day, 1).astype(np.int64)
-    dates = (y - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (m - 1).astype("timedelta64[M]")
-    dates = dates.astype("datetime64[D]") + (d - 1).astype("timedelta64[D]")
-    dates[~real] = np.datetime64("NaT")
-    return dates
+    y -= m <= 2  # March-based year (H. Hinnant's days_from_civil)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    days[~real] = np.iinfo(np.int64).min  # NaT
+    return days.view("datetime64[D]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,7 +582,7 @@ def _resident_block(block: _Block, today: int, region_rule: str) -> dict[str, np
     notes = _notes(valid, [
         (block.stripped, NOTE_STRIPPED),
         (lower_x, "小写x已转为大写X lower-case x normalised to X"),
-        (is15, np.strings.add("15位旧号码，已转换为18位 legacy 15-digit number converted to 18 digits: ", normtext)),
+        (is15, lambda rows: np.strings.add("15位旧号码，已转换为18位 legacy 15-digit number converted to 18 digits: ", normtext[rows])),
     ])
     return {
         "valid": valid,
@@ -586,7 +591,7 @@ def _resident_block(block: _Block, today: int, region_rule: str) -> dict[str, np
         "note": notes,
         "birth_date": _datetime64(year, month, day, real),
         "gender": np.where(well_formed, np.where(nd[:, 16] % 2 == 1, "1", "2"), ""),
-        "region": np.where(well_formed, np.strings.slice(normtext, 0, 6), ""),
+        "region": np.where(well_formed, _matrix_text(norm[:, :6]), ""),  # well-formed rows have six digits there
         "legacy": is15 & well_formed,
     }
 
