@@ -23,7 +23,6 @@ The server URL is $HUB_BENCH_PG_URL (default: the local test server).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -210,30 +209,10 @@ def production_extract(url: str, table: str, out: Path, use_copy: bool = True) -
     return {"rows": landing.rows, "seconds": round(seconds, 2), "parquet_mib": round(Path(landing.path).stat().st_size / 2**20, 1)}
 
 
-class _CopyReader(io.RawIOBase):
-    """COPY TO STDOUT data as a readable byte stream (what pyarrow.csv reads from)."""
-
-    def __init__(self, copy: Any) -> None:
-        self.copy, self.pending, self.done = copy, bytearray(), False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        while len(self.pending) < len(target) and not self.done:
-            data = self.copy.read()
-            if data:
-                self.pending += data
-            else:
-                self.done = True
-        size = min(len(target), len(self.pending))
-        target[:size] = self.pending[:size]
-        del self.pending[:size]
-        return size
-
-
 def baseline_extract(url: str, table: str, out: Path) -> dict:
     """The raw baseline: COPY … TO STDOUT (FORMAT csv) from psycopg, parsed by pyarrow.csv, written as Parquet."""
+    from connectors.sql import _CopyStream  # the same byte-stream adapter; the baseline skips the rest
+
     import psycopg
 
     started = time.perf_counter()
@@ -243,7 +222,7 @@ def baseline_extract(url: str, table: str, out: Path) -> dict:
     with psycopg.connect(_conninfo(url)) as connection, connection.cursor() as cursor:
         with cursor.copy(f"COPY (SELECT {', '.join(names)} FROM {table}) TO STDOUT (FORMAT csv)") as copy:
             reader = pacsv.open_csv(
-                _CopyReader(copy),
+                _CopyStream(copy),
                 read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
                 convert_options=pacsv.ConvertOptions(column_types={n: t for n, _, t in COLUMNS}, strings_can_be_null=True,
                                                      quoted_strings_can_be_null=False),

@@ -7,6 +7,7 @@ this file only assembles them, so adding a command never means editing another c
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib
 import sys
 from collections.abc import Sequence
@@ -30,6 +31,14 @@ Collect once from departmental systems, check quality, merge into four base libr
 
 class HubError(Exception):
     """An error the user can act on: printed as one clear line, exit status 1, never a traceback."""
+
+
+def iso_date(text: str) -> dt.date:
+    """An argparse type for YYYY-MM-DD arguments, with a bilingual message for anything else."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"日期格式应为 YYYY-MM-DD expected YYYY-MM-DD, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

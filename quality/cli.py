@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hub.cli import iso_date
+
 LIBRARIES = ("population", "legal_entity", "licence", "credit")
 STEWARD_ACTIONS = ("acknowledge", "correct", "dispute")
 
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     check.add_argument("--library", required=True, choices=LIBRARIES, help="基础库 library whose rules apply")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE", help="待检查文件 files to check")
-    check.add_argument("--reference-date", type=_date, metavar="YYYY-MM-DD", help="基准日期（默认今天）reference date (default: today)")
+    check.add_argument("--reference-date", type=iso_date, metavar="YYYY-MM-DD", help="基准日期（默认今天）reference date (default: today)")
     check.set_defaults(handler=run_check)
 
     evaluate = commands.add_parser("evaluate", help="规则查出的问题与模拟省份缺陷清单比对 recall/precision against a world's manifest")
@@ -79,14 +81,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     suite = commands.add_parser("suite", help="导出由规则目录生成的 Great Expectations 期望套件 export the generated GX suite (JSON)")
     suite.add_argument("--library", required=True, choices=LIBRARIES)
     suite.set_defaults(handler=run_suite)
-
-
-def _date(text: str) -> dt.date:
-    """An ISO date argument."""
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"日期格式应为 YYYY-MM-DD expected YYYY-MM-DD, got {text!r}") from None
 
 
 def _print(value: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import re
@@ -15,6 +14,8 @@ import numpy as np
 
 CHUNK_LINES = 100_000  # values checked per vectorised call when streaming standard input
 READ_BYTES = 1 << 22  # bytes read from standard input at a time
+
+from hub.cli import iso_date
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,21 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--kind", required=True, choices=sorted(KINDS), help="标识类型 identifier kind")
     parser.add_argument("values", nargs="*", metavar="VALUE", help="待校验的值 values to check (default: standard input)")
-    parser.add_argument("--today", type=_date, default=None, metavar="YYYY-MM-DD",
+    parser.add_argument("--today", type=iso_date, default=None, metavar="YYYY-MM-DD",
                         help="身份号码出生日期不得晚于此日 reference date for resident IDs (default: today)")
     parser.add_argument("--region-rule", choices=REGION_RULES, default="known",
                         help="身份号码地址码规则 resident-ID region rule: known (any current or historical GB/T 2260 code, "
                              "default), birth_year (valid in the birth year), none")
     parser.add_argument("--summary", action="store_true", help="在标准错误输出统计 print counts to standard error at the end")
     parser.set_defaults(handler=run)
-
-
-def _date(text: str) -> dt.date:
-    """An ISO date argument."""
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"日期格式应为 YYYY-MM-DD expected YYYY-MM-DD, got {text!r}") from None
 
 
 def _stdin_chunks(stream: IO[bytes], lines_per_chunk: int = CHUNK_LINES) -> Iterator[list[str]]:
