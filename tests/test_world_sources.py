@@ -92,8 +92,9 @@ def test_xlsx_has_real_and_text_dates(world: Path) -> None:
     sheet = book.active
     rows = sheet.iter_rows(values_only=True)
     header = next(rows)
-    assert header == ("个人编号", "姓名", "公民身份号码", "单位名称", "单位统一社会信用代码", "险种", "参保日期", "缴费状态", "更新时间")
-    kinds = {type(r[6]) for r in rows if r[6] is not None}
+    assert header == ("个人编号", "姓名", "公民身份号码", "出生日期", "户籍地区划", "单位名称", "单位统一社会信用代码", "险种",
+                      "参保日期", "缴费状态", "更新时间")
+    kinds = {type(r[8]) for r in rows if r[8] is not None}
     assert dt.datetime in kinds and str in kinds
     frame = pd.read_excel(world / "renshe" / "sbcb.xlsx", engine="calamine", dtype=object)
     assert len(frame) > 1000

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from world import publish, truth
+from world import linkage, publish, truth
 from world.config import DATE_STYLE_MIX, DEFECT_RATES, MESSINESS_RATES, WorldConfig
 from world.defects import MANIFEST_SCHEMA
 from world.regions import PROVINCE_NAME
@@ -25,7 +25,7 @@ from world.text import DATE_STYLES
 FORMAT_VERSION = 1
 # Everything generate() owns inside the output directory (removed before a new run).
 OWNED = ("truth", "gongan", "scjg", "minzheng", "renshe", "court", "licences", "credit",
-         "manifest.parquet", "manifest.jsonl", "world.json")
+         "manifest.parquet", "manifest.jsonl", "linkage_truth.parquet", "world.json")
 PARALLEL_FROM_SCALE = 0.05  # below this, worker start-up costs more than it saves
 # Electronic licences start in 2018 and electronic marriage records in 2004: the world's today comes after.
 EARLIEST_REFERENCE = dt.date(2019, 1, 1)
@@ -69,7 +69,12 @@ def generate(
     manifest = pa.concat_tables([results[t].manifest for t in publish.TASKS]) if results else MANIFEST_SCHEMA.empty_table()
     pq.write_table(manifest, out / "manifest.parquet", compression="zstd")
     _write_manifest_jsonl(manifest, out / "manifest.jsonl")
+    linkage_truth = pa.concat_tables([results[t].linkage for t in publish.TASKS if results[t].linkage is not None]
+                                     or [linkage.empty()])
+    pq.write_table(linkage_truth, out / "linkage_truth.parquet", compression="zstd")
     description = _describe(cfg, world_truth, truth_files, results, manifest)
+    description["linkage_truth"] = {"parquet": "linkage_truth.parquet", "cases": linkage_truth.num_rows,
+                                    "columns": linkage.LINKAGE_SCHEMA.names}
     (out / "world.json").write_text(json.dumps(description, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     say(f"完成 done: {time.perf_counter() - started:.1f} s")
     return description

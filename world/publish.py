@@ -32,6 +32,7 @@ class TaskResult:
     sources: list[dict[str, Any]]
     manifest: pa.Table
     files: list[str] = field(default_factory=list)
+    linkage: pa.Table | None = None  # record-linkage ground truth (world.linkage.LINKAGE_SCHEMA)
     seconds: float = 0.0  # wall time of the task (reported, never written into the world)
 
 
@@ -74,7 +75,7 @@ def _publish_gongan(ctx: Context, out: Path) -> TaskResult:
                         "hyzk": {"table": "marital_status"}, "hjdz_xzqh": {"table": "regions"}},
         "links": {"hyzk": "minzheng_hydj (latest registration)"},
     }
-    return TaskResult([source], derived.manifest, files)
+    return TaskResult([source], derived.manifest, files, derived.linkage)
 
 
 def _publish_scjg(ctx: Context, out: Path) -> TaskResult:
@@ -105,7 +106,7 @@ def _publish_scjg(ctx: Context, out: Path) -> TaskResult:
         "date_fields": {"zcrq": "past"}, "code_fields": {"xzqh": {"table": "regions"}, "djzt": statuses},
         "links": {"jyz": "gongan_hjrk.xm via jyz_zjhm"},
     }
-    return TaskResult([qydj, gtgsh], derived.manifest, files)
+    return TaskResult([qydj, gtgsh], derived.manifest, files, derived.linkage)
 
 
 def _publish_minzheng(ctx: Context, out: Path) -> TaskResult:
@@ -140,7 +141,7 @@ def _publish_minzheng(ctx: Context, out: Path) -> TaskResult:
         "identifier_fields": {"统一社会信用代码": "uscc"}, "date_fields": {"成立登记日期": "past"},
         "code_fields": {"组织类型": {"table": None, "values": list(minzheng.ORG_TYPES)}},
     }
-    return TaskResult([hydj_source, shzz_source], derived.manifest, files)
+    return TaskResult([hydj_source, shzz_source], derived.manifest, files, derived.linkage)
 
 
 def _publish_renshe(ctx: Context, out: Path) -> TaskResult:
@@ -154,7 +155,7 @@ def _publish_renshe(ctx: Context, out: Path) -> TaskResult:
     text_col = table.column("参保日期文本").combine_chunks()
     mixed = _mixed_date_column(date_col, text_col, text_rows)
     sheet = table.drop_columns(["参保日期", "参保日期文本"])
-    sheet = sheet.add_column(6, "参保日期", mixed)
+    sheet = sheet.add_column(sheet.column_names.index("险种") + 1, "参保日期", mixed)
     path = out / "renshe" / "sbcb.xlsx"
     sheets = write_xlsx(path, sheet, "参保人员", title="社会保险参保人员")
     source = {
@@ -163,11 +164,11 @@ def _publish_renshe(ctx: Context, out: Path) -> TaskResult:
         "primary_key": ["个人编号"], "replication_key": "更新时间", "natural_key": ["公民身份号码"],
         "rows": sheet.num_rows, "required_fields": list(renshe.REQUIRED),
         "identifier_fields": {"公民身份号码": "resident_id", "单位统一社会信用代码": "uscc"},
-        "date_fields": {"参保日期": "past"},
-        "code_fields": {"缴费状态": {"table": None, "values": list(renshe.PAYMENT_STATES)}},
+        "date_fields": {"参保日期": "past", "出生日期": "past"},
+        "code_fields": {"缴费状态": {"table": None, "values": list(renshe.PAYMENT_STATES)}, "户籍地区划": {"table": "regions"}},
         "links": {"姓名": "gongan_hjrk.xm via 公民身份号码", "单位名称": "scjg_qydj.qymc via 单位统一社会信用代码"},
     }
-    return TaskResult([source], derived.manifest, [_rel(path, out)])
+    return TaskResult([source], derived.manifest, [_rel(path, out)], derived.linkage)
 
 
 def _mixed_date_column(dates: pa.Array, texts: pa.Array, text_rows: pa.Array) -> pa.Array:

@@ -60,7 +60,20 @@ def build(cfg: WorldConfig, progress: Callable[[str], None] | None = None) -> Tr
     done("credit")
     # One chunk per column: takes and slices downstream never have to stitch chunks together again.
     records = {k: v.combine_chunks() for k, v in records.items()}
-    return Truth(people, marriages, depts, ents, enrolments.combine_chunks(), lic.combine_chunks(), records)
+    world = Truth(people, marriages, depts, ents, enrolments.combine_chunks(), lic.combine_chunks(), records)
+    world.persons = _with_namesakes(cfg, world)
+    done("namesakes")
+    return world
+
+
+def _with_namesakes(cfg: WorldConfig, world: Truth) -> pa.Table:
+    """Persons with planted namesakes (hard negatives of record linkage; see world.linkage)."""
+    from world.linkage import plant_namesakes
+    from world.sources import Context
+
+    referenced = Context(cfg, world).person_referenced
+    insured = world.insurance.column("person_id").to_numpy() - 1
+    return plant_namesakes(cfg, world.persons, referenced, insured).combine_chunks()
 
 
 def write(truth: Truth, directory: Path) -> dict[str, str]:

@@ -23,6 +23,8 @@ class Derived:
     manifest: pa.Table
     # Per output table: hidden grouping (e.g. file year) that must not be written as a column.
     groups: dict[str, np.ndarray] = field(default_factory=dict)
+    # Record-linkage ground truth: rows whose subject key is broken, with the true key (world.linkage).
+    linkage: pa.Table | None = None
 
 
 class Context:

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from world import defects as d
+from world import linkage
 from world.persons import MARRIAGE_REGISTER_START
 from world.sources import Context, Derived, days, replace, timestamps_between
 from world.text import mutate
@@ -133,7 +134,18 @@ def derive(ctx: Context) -> Derived:
         "gxsj": pa.array(gxsj, pa.timestamp("s")),
     })
     table = _with_duplicates(ctx, table, inj, anchor, is18, rng)
-    return Derived({TABLE: table}, inj.manifest(table.column("rkid").to_numpy()))
+    keys = table.column("rkid").to_numpy()
+    extra = [None] * (table.num_rows - n)
+    hard = np.concatenate([namesakes(ctx), np.zeros(len(extra), dtype=bool)])
+    cases = linkage.cases(inj, "population", {"gmsfhm": ctx.p["id_number"].to_pylist() + extra}, keys, hard)
+    return Derived({TABLE: table}, inj.manifest(keys), linkage=cases)
+
+
+def namesakes(ctx: Context) -> np.ndarray:
+    """Per person: has a planted namesake (world.linkage); False for truths without the column."""
+    if "namesake_of" not in ctx.p:
+        return np.zeros(ctx.n_persons, dtype=bool)
+    return pc.is_valid(ctx.p["namesake_of"]).to_numpy(zero_copy_only=False)
 
 
 def _with_duplicates(ctx: Context, table: pa.Table, inj: d.Injector, anchor: np.ndarray, is18: np.ndarray,

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from world import defects as d
+from world import linkage
 from world.persons import MARRIAGE_REGISTER_START
 from world.sources import Context, Derived, days, replace
 from world.text import cat, num
@@ -28,12 +29,13 @@ def file_encoding(year: int) -> str:
 
 def derive(ctx: Context) -> Derived:
     """Both 民政 sources."""
-    hydj, hydj_year, m1 = _marriages(ctx)
-    shzz, m2 = _social(ctx)
-    return Derived({"hydj": hydj, "shzz": shzz}, pa.concat_tables([m1, m2]), {"hydj": hydj_year})
+    hydj, hydj_year, m1, l1 = _marriages(ctx)
+    shzz, m2, l2 = _social(ctx)
+    return Derived({"hydj": hydj, "shzz": shzz}, pa.concat_tables([m1, m2]), {"hydj": hydj_year},
+                   linkage=pa.concat_tables([l1, l2]))
 
 
-def _marriages(ctx: Context) -> tuple[pa.Table, np.ndarray, pa.Table]:
+def _marriages(ctx: Context) -> tuple[pa.Table, np.ndarray, pa.Table, pa.Table]:
     """Registrations since electronic records began, with defects only on single, never-divorced marriages."""
     ev = ctx.truth.marriages
     date = days(ev.column("date"))
@@ -114,6 +116,8 @@ def _marriages(ctx: Context) -> tuple[pa.Table, np.ndarray, pa.Table]:
         "证书字号": cols["证书字号"],
     })
     picked = inj.pick("duplicate", eligible)
+    every = np.concatenate([np.arange(n), picked]).astype(np.int64)
+    true_keys = {"男方身份证号": ids_h.take(pa.array(every)).to_pylist(), "女方身份证号": ids_w.take(pa.array(every)).to_pylist()}
     if len(picked):
         copy = table.take(pa.array(picked))
         copy = copy.set_column(0, "登记编号", cat("HY", num(np.arange(n + 1, n + len(picked) + 1), 10)))
@@ -121,10 +125,11 @@ def _marriages(ctx: Context) -> tuple[pa.Table, np.ndarray, pa.Table]:
         inj.add(np.arange(n, n + len(picked)), "证书字号", "duplicate", [f"与登记编号HY{r + 1:010d}重复" for r in picked])
         table = pa.concat_tables([table, copy])
         year = np.concatenate([year, year[picked]])
-    return table, year, inj.manifest(table.column("登记编号").to_numpy())
+    keys = table.column("登记编号").to_numpy(zero_copy_only=False)
+    return table, year, inj.manifest(keys), linkage.cases(inj, "population", true_keys, keys)
 
 
-def _social(ctx: Context) -> tuple[pa.Table, pa.Table]:
+def _social(ctx: Context) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Social organisations registered by 民政 (anchor of their USCCs)."""
     kind = ctx.e["kind"].to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(kind == "social")
@@ -179,4 +184,6 @@ def _social(ctx: Context) -> tuple[pa.Table, pa.Table]:
         copy = copy.set_column(0, "序号", pa.array(np.arange(n + 1, n + len(picked) + 1), pa.int64()))
         inj.add(np.arange(n, n + len(picked)), "统一社会信用代码", "duplicate", [f"与序号{r + 1}重复" for r in picked])
         table = pa.concat_tables([table, copy])
-    return table, inj.manifest(table.column("序号").to_numpy())
+    keys = table.column("序号").to_numpy()
+    true_keys = {"统一社会信用代码": usccs + [None] * (table.num_rows - n)}
+    return table, inj.manifest(keys), linkage.cases(inj, "legal_entity", true_keys, keys)

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from world import defects as d
+from world import linkage
 from world.sources import Context, Derived, days, replace
 
 SOURCE = "renshe_sbcb"
@@ -79,10 +80,17 @@ def derive(ctx: Context) -> Derived:
     inj.add(picked, "单位名称", "cross_source_conflict", [f"市场监管登记名称为{firm_names[r]}" for r in picked])
 
     text_date = rng.random(n) < TEXT_DATE_SHARE
+    # Birth date and household region (for record linkage of rows with a broken ID), from their own stream so
+    # every other column stays as it was.
+    lrng = ctx.rng(SOURCE, "linkage")
+    birth_text = ctx.dates(days(ctx.p["birth_date"].take(pa.array(person))), "renshe", lrng)
+    region = ctx.p["region"].take(pa.array(person))
     table = pa.table({
         "个人编号": t.column("insured_no").combine_chunks(),
         "姓名": cols["姓名"],
         "公民身份号码": cols["公民身份号码"],
+        "出生日期": birth_text,
+        "户籍地区划": region,
         "单位名称": cols["单位名称"],
         "单位统一社会信用代码": cols["单位统一社会信用代码"],
         "险种": cols["险种"],
@@ -101,6 +109,12 @@ def derive(ctx: Context) -> Derived:
                 [f"与个人编号{v}重复" for v in t.column("insured_no").take(pa.array(picked)).to_pylist()])
         table = pa.concat_tables([table, copy])
         group = np.concatenate([group, ~text_date[picked]])
-    manifest = inj.manifest(table.column("个人编号").to_numpy())
-    return Derived({"sbcb": table}, manifest, {"sbcb": group})
+    keys = table.column("个人编号").to_numpy()
+    manifest = inj.manifest(keys)
+    every = np.concatenate([person, person[picked]]) if len(picked) else person
+    from world.sources.gongan import namesakes
+
+    cases = linkage.cases(inj, "population", {"公民身份号码": ctx.p["id_number"].take(pa.array(every)).to_pylist()},
+                          keys, namesakes(ctx)[every])
+    return Derived({"sbcb": table}, manifest, {"sbcb": group}, linkage=cases)
 

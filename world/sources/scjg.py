@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from world import defects as d
+from world import linkage
 from world.sources import Context, Derived, days, replace, timestamps_between
 
 SOURCE_QYDJ = "scjg_qydj"
@@ -15,17 +16,21 @@ REQUIRED_QYDJ = ("tyshxydm", "qymc", "fddbr", "clrq", "djzt", "zs")
 REQUIRED_GTGSH = ("tyshxydm", "zhmc", "jyz", "zcrq", "djzt", "jycs")
 STATUSES = ("存续", "在业", "吊销", "注销")
 INVALID_STATUS = ("未知", "9", "0")
+# Re-filed registrations (变更登记 copies with a mistyped or missing USCC), as a multiple of the bad_check_char
+# rate: the linkable company cases of record linkage (world.linkage).
+REFILED_SHARE = 2.5
+REFILED_MISSING = 0.6  # share of re-filed copies whose USCC is missing rather than mistyped
 
 
 def derive(ctx: Context) -> Derived:
     """Both registration tables."""
     kind = ctx.e["kind"].to_numpy(zero_copy_only=False)
-    qydj, m1 = _table(ctx, np.flatnonzero(kind == "enterprise"), SOURCE_QYDJ)
-    gtgsh, m2 = _table(ctx, np.flatnonzero(kind == "individual"), SOURCE_GTGSH)
-    return Derived({"qydj": qydj, "gtgsh": gtgsh}, pa.concat_tables([m1, m2]))
+    qydj, m1, l1 = _table(ctx, np.flatnonzero(kind == "enterprise"), SOURCE_QYDJ)
+    gtgsh, m2, l2 = _table(ctx, np.flatnonzero(kind == "individual"), SOURCE_GTGSH)
+    return Derived({"qydj": qydj, "gtgsh": gtgsh}, pa.concat_tables([m1, m2]), linkage=pa.concat_tables([l1, l2]))
 
 
-def _table(ctx: Context, rows: np.ndarray, source: str) -> tuple[pa.Table, pa.Table]:
+def _table(ctx: Context, rows: np.ndarray, source: str) -> tuple[pa.Table, pa.Table, pa.Table]:
     """One registration table for the entity rows (qydj layout or gtgsh layout)."""
     enterprise = source == SOURCE_QYDJ
     rng = ctx.rng(source)
@@ -117,7 +122,10 @@ def _table(ctx: Context, rows: np.ndarray, source: str) -> tuple[pa.Table, pa.Ta
             "jycs": cols["jycs"], "xzqh": cols["xzqh"], "zcrq": date_text, "djzt": cols["djzt"], "gxsj": gxsj,
         })
     table = _with_duplicates(ctx, table, inj, anchor, est, names["date"], pk, rng)
-    return table, inj.manifest(table.column(pk).to_numpy())
+    table, origin = _with_refiled(ctx, table, inj, anchor, names, pk, source)
+    keys = table.column(pk).to_numpy()
+    true_keys = {"tyshxydm": usccs[origin].tolist()}
+    return table, inj.manifest(keys), linkage.cases(inj, "legal_entity", true_keys, keys)
 
 
 def _with_duplicates(ctx: Context, table: pa.Table, inj: d.Injector, anchor: np.ndarray, est: np.ndarray,
@@ -133,3 +141,68 @@ def _with_duplicates(ctx: Context, table: pa.Table, inj: d.Injector, anchor: np.
     copy = copy.set_column(position, date_field, ctx.dates(est[picked], "scjg", rng))
     inj.add(np.arange(n, n + len(picked)), "tyshxydm", "duplicate", [f"与{pk}={r + 1}重复" for r in picked])
     return pa.concat_tables([table, copy])
+
+
+def _with_refiled(ctx: Context, table: pa.Table, inj: d.Injector, anchor: np.ndarray, names: dict[str, str], pk: str,
+                  source: str) -> tuple[pa.Table, np.ndarray]:
+    """Append re-filed copies of clean rows with a broken USCC and a harmless name or address variant.
+
+    Returns the table and, per final row, the row of the original registration (for the true USCC). Drawn after
+    every other defect, from its own random stream, so the rest of the table is unchanged.
+    """
+    n_before = table.num_rows
+    n = len(inj.free)
+    # Rows before n are originals; rows after are duplicates whose original is in the manifest detail.
+    origin = np.arange(n_before)
+    origin[n:] = _duplicate_origins(inj, n, n_before)
+    picked = inj.pick("bad_check_char", anchor, share=REFILED_SHARE)
+    if not len(picked):
+        return table, origin
+    rng = ctx.rng(source, "refiled")
+    copy = table.take(pa.array(picked))
+    codes = copy.column("tyshxydm").to_pylist()
+    missing = rng.random(len(picked)) < REFILED_MISSING
+    broken, details = [], []
+    for code, gone in zip(codes, missing.tolist()):
+        if gone:
+            broken.append(None)
+            details.append("必填字段tyshxydm为空")
+        else:
+            value, detail = d.bad_uscc(code, rng)
+            broken.append(value)
+            details.append(detail)
+    new_rows = np.arange(n_before, n_before + len(picked))
+    copy = copy.set_column(0, pk, pa.array(new_rows + 1, pa.int64()))
+    copy = copy.set_column(copy.column_names.index("tyshxydm"), "tyshxydm", pa.array(broken, pa.string()))
+    for column, variant in ((names["name"], name_variant), (names["address"], address_variant)):
+        values = [variant(v, rng) if v is not None and rng.random() < 0.5 else v for v in copy.column(column).to_pylist()]
+        copy = copy.set_column(copy.column_names.index(column), column, pa.array(values, pa.string()))
+    for kind, mask in (("bad_check_char", ~missing), ("missing_required", missing)):
+        inj.add(new_rows[mask], "tyshxydm", kind, [t for t, m in zip(details, mask.tolist()) if m])
+    return pa.concat_tables([table, copy]), np.concatenate([origin, picked])
+
+
+def _duplicate_origins(inj: d.Injector, n: int, n_before: int) -> np.ndarray:
+    """Original row of each appended duplicate (the duplicates were appended in the order they were picked)."""
+    out = np.zeros(n_before - n, dtype=np.int64)
+    for rows, _, kind, texts in inj.entries:
+        if kind == "duplicate":
+            out[rows - n] = [int(t.rsplit("=", 1)[1].removesuffix("重复")) - 1 for t in texts]
+    return out
+
+
+def name_variant(name: str, rng: np.random.Generator) -> str:
+    """The same firm's name as a clerk might type it again: the other company-form suffix, or full-width brackets."""
+    for long, short in (("有限责任公司", "有限公司"), ("股份有限公司", "股份公司")):
+        if name.endswith(long):
+            return name[: -len(long)] + short
+        if name.endswith(short):
+            return name[: -len(short)] + long
+    return name.replace("(", "（").replace(")", "）") if "(" in name else name + " "
+
+
+def address_variant(address: str, rng: np.random.Generator) -> str:
+    """The same address without the province prefix, or with the house number's 号 dropped."""
+    if address.startswith("湖北省") and rng.random() < 0.6:
+        return address.removeprefix("湖北省")
+    return address.replace("号", "", 1)
