@@ -86,6 +86,9 @@ class Provenance:
     updated_at: Mapped[datetime] = mapped_column(
         sort_order=902, comment="枢纽获知时间（UTC，由采集批次给出，不取当前时间）"
     )
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(
+        sort_order=903, comment="字段级血缘（JSON）：每个字段取自哪个来源、批次、时间，或数据专员的人工修正"
+    )
 
 
 class SourceRun(Base):
@@ -298,6 +301,7 @@ class QualityRun(Base):
     gx_seconds: Mapped[float | None] = mapped_column(sa.Float, comment="Great Expectations 校验耗时（秒）")
     docs_page: Mapped[str | None] = mapped_column(sa.String(1024), comment="本批次 Data Docs 页面路径")
     staging_path: Mapped[str] = mapped_column(sa.String(1024), comment="标准化后的暂存 Parquet 路径（含判定列）")
+    ruleset_version: Mapped[str | None] = mapped_column(sa.String(32), comment="检查所用规则集版本（规则目录内容的 SHA-256 短摘要）")
 
 
 class QualityTicket(Base):
@@ -450,3 +454,209 @@ class QualityNaturalKey(Base):
     key_hash: Mapped[str] = mapped_column(sa.String(HMAC_HEX), comment="自然键的 HMAC-SHA256（十六进制）")
     source_key: Mapped[str] = mapped_column(sa.String(512), comment="首次发送该自然键的源记录主键")
     first_run_id: Mapped[str] = mapped_column(sa.String(128), comment="首次出现批次")
+
+
+# ---------------------------------------------------------------------------------------------
+# Merge of the base libraries: source claims, golden-record history, steward overrides (libraries/)
+# ---------------------------------------------------------------------------------------------
+
+LINKAGE_STATUSES: tuple[str, ...] = ("linked", "review", "no_match", "confirmed", "rejected")
+
+
+class LibraryClaim(Base):
+    """Each source's latest claim about one subject of a base library (the input of survivorship)."""
+
+    __tablename__ = "library_claim"
+    __table_args__ = (
+        sa.UniqueConstraint("library", "entity_key", "source_id"),
+        sa.Index(None, "library", "source_id", "source_key"),  # a snapshot's delete row names only the source key
+        {"comment": "来源声明：每个数据源对每个主体的最新取值（整条加密存储），字段级择优的输入"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    library: Mapped[str] = mapped_column(sa.String(32), comment="基础库")
+    entity_key: Mapped[str] = mapped_column(
+        sa.String(200), comment="主体键：自然人为身份号码 HMAC，法人为统一社会信用代码，证照为证照标识，信用为记录标识"
+    )
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源标识")
+    source_key: Mapped[str] = mapped_column(sa.String(512), comment="源记录主键")
+    run_id: Mapped[str] = mapped_column(sa.String(128), comment="带来该声明的采集批次")
+    extracted_at: Mapped[datetime] = mapped_column(comment="枢纽抽取时间（UTC，取批次结束时间）")
+    valid_from: Mapped[datetime | None] = mapped_column(comment="源端生效时间（UTC；源端未给出则为空）")
+    ruleset_version: Mapped[str | None] = mapped_column(sa.String(32), comment="检查该批次所用规则集版本")
+    payload_enc: Mapped[bytes] = mapped_column(sa.LargeBinary, comment="声明内容（规范 JSON）密文（AES-GCM）")
+    payload_hash: Mapped[str] = mapped_column(sa.String(HMAC_HEX), comment="声明内容的 HMAC-SHA256（变化检测，无需解密）")
+    deleted: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false(), comment="来源是否已撤回该主体（删除）")
+
+
+class GoldenVersion(Base):
+    """One version of a golden record on two time axes: valid time (at the source) and record time (in the hub)."""
+
+    __tablename__ = "golden_version"
+    __table_args__ = (
+        sa.UniqueConstraint("library", "entity_key", "version"),
+        sa.Index(None, "library", "entity_key", "recorded_at"),
+        {"comment": "标准记录历史（双时态）：有效时间与记录时间，含注销（墓碑）版本"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    library: Mapped[str] = mapped_column(sa.String(32), comment="基础库")
+    entity_key: Mapped[str] = mapped_column(sa.String(200), comment="主体键（同 library_claim.entity_key）")
+    version: Mapped[int] = mapped_column(sa.Integer, comment="版本号（从 1 递增）")
+    valid_from: Mapped[datetime | None] = mapped_column(comment="有效时间起（UTC；空为自始有效）")
+    valid_to: Mapped[datetime | None] = mapped_column(comment="有效时间止（UTC；空为至今有效）")
+    recorded_at: Mapped[datetime] = mapped_column(comment="记录时间起：枢纽获知该版本的时间（UTC）")
+    superseded_at: Mapped[datetime | None] = mapped_column(comment="记录时间止：被新版本取代的时间（UTC；空为当前认知）")
+    tombstone: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false(), comment="是否为注销（墓碑）版本")
+    record_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary, comment="标准记录（规范 JSON）密文（AES-GCM）")
+    record_hash: Mapped[str] = mapped_column(sa.String(HMAC_HEX), comment="标准记录的 HMAC-SHA256（变化检测）")
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(comment="字段级血缘（JSON）")
+    run_id: Mapped[str] = mapped_column(sa.String(128), comment="产生该版本的采集批次（人工修正为 override:<编号>）")
+
+
+class StewardOverride(Base):
+    """A data steward's correction of one field of one golden record; wins over every source until revoked."""
+
+    __tablename__ = "steward_override"
+    __table_args__ = (
+        sa.Index(None, "library", "entity_key"),
+        {"comment": "人工修正：数据专员对标准记录单个字段的修正（优先于所有来源，撤销前有效）"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="修正编号")
+    library: Mapped[str] = mapped_column(sa.String(32), comment="基础库")
+    entity_key: Mapped[str] = mapped_column(sa.String(200), comment="主体键")
+    field: Mapped[str] = mapped_column(sa.String(64), comment="字段（标准数据元名）")
+    value_enc: Mapped[bytes] = mapped_column(sa.LargeBinary, comment="修正值（JSON）密文（AES-GCM）")
+    reason: Mapped[str] = mapped_column(sa.Text, comment="修正理由")
+    steward: Mapped[str] = mapped_column(sa.String(100), comment="数据专员")
+    department_code: Mapped[str] = mapped_column(sa.String(32), comment="数据专员所在部门代码")
+    created_at: Mapped[datetime] = mapped_column(comment="修正时间（UTC）")
+    revoked_at: Mapped[datetime | None] = mapped_column(comment="撤销时间（UTC；空为有效）")
+    revoked_by: Mapped[str | None] = mapped_column(sa.String(100), comment="撤销人")
+    revoke_reason: Mapped[str | None] = mapped_column(sa.Text, comment="撤销理由")
+
+
+class StewardAudit(Base):
+    """Append-only audit of steward actions on the libraries, chained by SHA-256 so tampering is detectable."""
+
+    __tablename__ = "steward_audit"
+    __table_args__ = (
+        sa.Index(None, "library", "entity_key"),
+        {"comment": "数据专员操作审计（只追加，SHA-256 哈希链防篡改）"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    at: Mapped[datetime] = mapped_column(comment="时间（UTC）")
+    actor: Mapped[str] = mapped_column(sa.String(100), comment="操作人")
+    action: Mapped[str] = mapped_column(sa.String(32), comment="操作：override_set 设置修正 / override_revoke 撤销修正")
+    library: Mapped[str] = mapped_column(sa.String(32), comment="基础库")
+    entity_key: Mapped[str] = mapped_column(sa.String(200), comment="主体键")
+    field: Mapped[str | None] = mapped_column(sa.String(64), comment="字段")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(comment="详情（JSON；不含明文个人信息）")
+    prev_hash: Mapped[str] = mapped_column(sa.String(64), comment="上一条的哈希（首条为 64 个 0）")
+    entry_hash: Mapped[str] = mapped_column(sa.String(64), comment="本条哈希：SHA-256(上一条哈希 + 本条规范内容)")
+
+
+class LinkageDecision(Base):
+    """Record-linkage decision for a source record without a reliable key: which subject it is, how sure, who decided."""
+
+    __tablename__ = "linkage_decision"
+    __table_args__ = (
+        sa.UniqueConstraint("library", "source_id", "source_key"),
+        sa.Index(None, "library", "status"),
+        sa.CheckConstraint(_in("status", LINKAGE_STATUSES), name="status"),
+        {"comment": "记录关联判定：无可靠主键的源记录对应哪个主体、相似度与人工复核结果"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    library: Mapped[str] = mapped_column(sa.String(32), comment="基础库")
+    source_id: Mapped[str] = mapped_column(sa.String(64), comment="来源标识")
+    run_id: Mapped[str] = mapped_column(sa.String(128), comment="采集批次标识")
+    source_key: Mapped[str] = mapped_column(sa.String(512), comment="源记录主键")
+    candidate_key: Mapped[str | None] = mapped_column(sa.String(200), comment="候选主体键")
+    score: Mapped[float | None] = mapped_column(sa.Float, comment="相似度得分")
+    components: Mapped[dict[str, Any] | None] = mapped_column(comment="各比对项得分（JSON）")
+    status: Mapped[str] = mapped_column(
+        sa.String(16), comment="状态：linked 自动关联 / review 待复核 / no_match 无匹配 / confirmed 已确认 / rejected 已否决"
+    )
+    decided_by: Mapped[str | None] = mapped_column(sa.String(100), comment="复核人")
+    decided_at: Mapped[datetime | None] = mapped_column(comment="复核时间（UTC）")
+    created_at: Mapped[datetime] = mapped_column(comment="创建时间（UTC）")
+
+
+# ---------------------------------------------------------------------------------------------
+# E-licences: departments' signing keys, life-cycle events, expiry reminders (licences/)
+# ---------------------------------------------------------------------------------------------
+
+LICENCE_EVENT_TYPES: tuple[str, ...] = ("revoke", "cancel", "renew", "expire")
+REMINDER_STATUSES: tuple[str, ...] = ("pending", "sent", "superseded")
+
+
+class LicenceSigningKey(Base):
+    """One signing key of an issuing department (or the hub's presentation key); old keys stay for verification."""
+
+    __tablename__ = "licence_signing_key"
+    __table_args__ = (
+        sa.Index(None, "department_code", "retired_at"),
+        {"comment": "电子证照签章密钥：各颁发部门的签名密钥（私钥加密存储，轮换后旧公钥保留用于验章）"},
+    )
+
+    key_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True, comment="密钥标识（JWK 指纹，RFC 7638）")
+    department_code: Mapped[str] = mapped_column(
+        sa.String(32), comment="部门代码（颁发机构统一社会信用代码；枢纽亮证密钥为 HUB-PRESENTATION）"
+    )
+    algorithm: Mapped[str] = mapped_column(sa.String(32), comment="签名算法标识（Ed25519；可扩展 ECDSA-P256-SHA256、SM2-SM3）")
+    public_key: Mapped[bytes] = mapped_column(sa.LargeBinary, comment="公钥（原始字节）")
+    private_key_enc: Mapped[bytes | None] = mapped_column(
+        sa.LargeBinary, comment="私钥密文（AES-GCM，密钥环数据密钥加密；仅登记公钥的外部签章部门为空）"
+    )
+    created_at: Mapped[datetime] = mapped_column(comment="创建时间（UTC）")
+    retired_at: Mapped[datetime | None] = mapped_column(comment="停用时间（UTC；停用后只用于验章）")
+
+
+class LicenceEvent(Base):
+    """One life-cycle event of a licence: revocation, cancellation, renewal or expiry, with reason and actor."""
+
+    __tablename__ = "licence_event"
+    __table_args__ = (
+        sa.Index(None, "licence_id"),
+        sa.CheckConstraint(_in("event_type", LICENCE_EVENT_TYPES), name="event_type"),
+        {"comment": "证照生命周期事件：吊销、注销、换发、过期"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    licence_id: Mapped[str] = mapped_column(sa.String(200), comment="证照标识")
+    event_type: Mapped[str] = mapped_column(
+        sa.String(16), comment="事件类型：revoke 吊销 / cancel 注销 / renew 换发 / expire 过期"
+    )
+    reason: Mapped[str | None] = mapped_column(sa.Text, comment="原因")
+    actor: Mapped[str] = mapped_column(sa.String(100), comment="操作人（部门人员或 system 系统）")
+    at: Mapped[datetime] = mapped_column(comment="时间（UTC）")
+    old_status: Mapped[str | None] = mapped_column(sa.String(16), comment="原证照状态")
+    new_status: Mapped[str | None] = mapped_column(sa.String(16), comment="新证照状态")
+    related_licence_id: Mapped[str | None] = mapped_column(sa.String(200), comment="关联证照标识（换发的新证）")
+    credit_record_id: Mapped[str | None] = mapped_column(sa.String(128), comment="吊销写入的信用记录标识")
+
+
+class LicenceReminder(Base):
+    """Outbox of expiry reminders to holders: one row per (licence, threshold), so a rerun never reminds twice."""
+
+    __tablename__ = "licence_reminder"
+    __table_args__ = (
+        sa.UniqueConstraint("licence_id", "threshold_days"),
+        sa.Index(None, "status"),
+        sa.CheckConstraint(_in("status", REMINDER_STATUSES), name="status"),
+        {"comment": "证照到期提醒发件箱：每个证照每个提前天数一行（重跑不重复提醒）"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    licence_id: Mapped[str] = mapped_column(sa.String(200), comment="证照标识")
+    threshold_days: Mapped[int] = mapped_column(sa.Integer, comment="提前天数（90、30、7）")
+    due_date: Mapped[date] = mapped_column(sa.Date, comment="有效期截止日期")
+    channel: Mapped[str] = mapped_column(sa.String(32), comment="发送渠道")
+    status: Mapped[str] = mapped_column(
+        sa.String(16), comment="状态：pending 待发送 / sent 已发送 / superseded 已被更近的提醒取代（不发送）"
+    )
+    created_at: Mapped[datetime] = mapped_column(comment="生成时间（UTC）")
+    sent_at: Mapped[datetime | None] = mapped_column(comment="发送时间（UTC）")

@@ -2,9 +2,10 @@
 
 The quality stage (quality.stage) standardises every landed run into staging and gives each row a verdict:
 load, quarantine (it failed an error-severity rule; held in the hub database with its reasons) or merge (a
-duplicate of a record already taken in). Loading upserts the `load` rows and checks, per run, that
-rows in = rows loaded + rows quarantined + duplicates merged — or fails loudly. One current row per key,
-last write wins; survivorship across sources comes later.
+duplicate of a record already taken in). Loading turns the `load` rows into claims (the library's spec,
+libraries/registry.py) and merges them (libraries/merge.py: field-level survivorship, history, lineage), and
+checks, per run, that rows in = rows loaded + rows quarantined + duplicates merged — or fails loudly.
+A snapshot's delete rows withdraw the source's claims on those records.
 
 source_run keeps the collection's view: rows_loaded = rows taken into the library (loaded + merged
 duplicates), rows_rejected = rows quarantined. quality_run keeps the exact split.
@@ -13,6 +14,7 @@ duplicates), rows_rejected = rows quarantined. quality_run keeps the exact split
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,12 +25,14 @@ from connectors.registry import get_source, sources_for
 from hub.db import engine_for
 from hub.models import QualityRun, QuarantinedRow, SourceRun
 from hub.settings import get_settings
-from libraries import rows as library_rows
+from libraries.merge import merge_claims, withdrawals
+from libraries.registry import available, get_library
 from quality.engine import LOAD, MERGE, QUARANTINE
 from quality.stage import ConservationError
 from quality.staging import read_rows, read_verdict
 
 BATCH_ROWS = 50_000
+log = logging.getLogger(__name__)
 
 
 def pending_runs(engine: sa.Engine, library: str) -> list[SourceRun]:
@@ -45,7 +49,7 @@ def load_pending(library: str, run_time: dt.datetime | None = None) -> dict:
 
     engine = engine_for(get_settings().database_url)
     check_pending(library, run_time=None, use_gx=False)  # runs the merge DAG's quality task already checked are skipped
-    if library not in library_rows.BUILDERS:  # checked (tickets, quarantine) but not loadable yet
+    if library not in available():  # checked (tickets, quarantine) but not loadable yet
         return {"not_loaded": f"基础库 {library} 尚无入库程序 no loader yet; runs stay checked and pending"}
     results = {}
     for run in pending_runs(engine, library):
@@ -65,13 +69,27 @@ def _quality_run(engine: sa.Engine, run: SourceRun) -> QualityRun:
     return found
 
 
-def _upsert_in_batches(engine: sa.Engine, library: str, table: pa.Table, learnt_at: dt.datetime) -> None:
-    """Build and upsert database rows batch by batch (memory stays flat)."""
-    builder = library_rows.BUILDERS[library]
+def _merge_in_batches(engine: sa.Engine, library: str, table: pa.Table, run: SourceRun, ruleset_version: str | None) -> dict[str, int]:
+    """Turn staged rows into claims and merge them batch by batch (memory stays flat); returns the merge counts."""
+    spec = get_library(library)
+    totals: dict[str, int] = {}
     for start in range(0, table.num_rows, BATCH_ROWS):
-        rows = builder.database_rows(table.slice(start, BATCH_ROWS), learnt_at)
-        if rows:
-            builder.upsert(engine, rows)
+        rows = table.slice(start, BATCH_ROWS)
+        keys = [str(k) for k in rows.column("_source_key").to_pylist()]
+        claims = spec.claims(rows, run.source_id)
+        if len(claims.source_keys) != len(claims):  # an adapter that does not name source records: take them from the rows
+            claims.source_keys = [keys[i] for i in claims.row_index]
+        if "_change" in rows.column_names:
+            gone = [k for k, change in zip(keys, rows.column("_change").to_pylist()) if change == "delete"]
+            withdrawn = withdrawals(engine, library, run.source_id, gone) if gone else None
+            if withdrawn:
+                for i in range(len(withdrawn)):
+                    claims.add(withdrawn.keys[i], {}, None, -1, deleted=True, source_key=withdrawn.source_keys[i])
+        counts = merge_claims(engine, library, claims, source_id=run.source_id, run_id=run.run_id,
+                              extracted_at=run.finished_at or run.started_at, ruleset_version=ruleset_version)
+        for name, value in counts.items():
+            totals[name] = totals.get(name, 0) + value
+    return totals
 
 
 def load_run(engine: sa.Engine, run: SourceRun) -> dict:
@@ -84,8 +102,8 @@ def load_run(engine: sa.Engine, run: SourceRun) -> dict:
     if len(verdict) != table.num_rows:
         raise ConservationError(f"{run.source_id}/{run.run_id}: 判定与暂存行数不符 verdicts ({len(verdict)}) ≠ staged rows ({table.num_rows})")
     to_load = table.filter(pa.array(verdict == LOAD))
-    learnt_at = run.finished_at  # when the landing was extracted: reruns stamp the same time
-    _upsert_in_batches(engine, spec.library, to_load, learnt_at)
+    merged_counts = _merge_in_batches(engine, spec.library, to_load, run, checked.ruleset_version)
+    log.info("%s/%s merged: %s", run.source_id, run.run_id, merged_counts)
     loaded, quarantined, merged = to_load.num_rows, int((verdict == QUARANTINE).sum()), int((verdict == MERGE).sum())
     if loaded + quarantined + merged != run.rows_extracted:
         raise ConservationError(
@@ -117,7 +135,7 @@ def load_released(engine: sa.Engine, library: str) -> int:
         staged = read_rows(Path(checked.staging_path))
         keys = pa.array([r.source_key for r in rows], pa.string())
         chosen = staged.filter(pc.is_in(staged.column("_source_key"), value_set=keys))
-        _upsert_in_batches(engine, library, chosen, source_run.finished_at)
+        _merge_in_batches(engine, library, chosen, source_run, checked.ruleset_version)
         with engine.begin() as connection:
             connection.execute(sa.update(table).where(table.c.id.in_([r.id for r in rows])).values(
                 status="released", released_run_id=run_id))

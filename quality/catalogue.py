@@ -8,6 +8,7 @@ comparison, referential integrity, timeliness, and each source's promises.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -361,6 +362,16 @@ def load_catalogue(library: str) -> Catalogue:
     aliases = {str(t): {str(k): str(v) for k, v in (m or {}).items()} for t, m in (document.get("aliases") or {}).items()}
     return Catalogue(library=library, prefix=prefix, rules=rules, profiles=profiles, natural_key=default_key,
                      long_term_markers=_tuple(document.get("long_term_markers"), f"{where}.long_term_markers"), aliases=aliases)
+
+
+@lru_cache(maxsize=8)
+def ruleset_version(library: str) -> str:
+    """Short SHA-256 of a library's rule catalogue (its YAML and the rules derived from the data elements), recorded
+    with every checked run and every claim so a golden field can say which rules admitted it."""
+    catalogue = load_catalogue(library)
+    digest = hashlib.sha256((RULE_DIR / f"{library}.yaml").read_bytes())
+    digest.update(repr(catalogue.rules).encode("utf-8"))
+    return digest.hexdigest()[:16]
 
 
 def all_rules() -> list[Rule]:

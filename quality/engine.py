@@ -147,7 +147,23 @@ def evaluate(table: pa.Table, context: RuleContext, rules: list[Rule] | None = N
         outcomes[rule.id] = outcome
     if context.waived:
         _apply_waivers(frame, outcomes, context.waived)
+    _spare_deletions(table, outcomes)
     return Evaluation(frame, chosen, outcomes, time.perf_counter() - started, skipped)
+
+
+def _spare_deletions(table: pa.Table, outcomes: dict[str, Outcome]) -> None:
+    """A snapshot's delete row (key only, `_change = delete`) is judged by no rule: it loads, and the merge withdraws
+    the source's claims on that record."""
+    if "_change" not in table.column_names:
+        return
+    deleted = np.asarray(pc.fill_null(pc.equal(table.column("_change"), "delete"), False).to_numpy(zero_copy_only=False), dtype=bool)
+    if not deleted.any():
+        return
+    for outcome in outcomes.values():
+        if outcome.conflicts:  # conflict facts are aligned with the failing rows: keep those still failing
+            still = ~deleted[np.flatnonzero(outcome.fail)]
+            outcome.conflicts = {name: values[still] for name, values in outcome.conflicts.items()}
+        outcome.fail = outcome.fail & ~deleted
 
 
 def _apply_waivers(frame: Frame, outcomes: dict[str, Outcome], waived: frozenset[tuple[str, str]]) -> None:

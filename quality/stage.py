@@ -27,7 +27,7 @@ from hub.db import engine_for
 from hub.models import QualityRun, SourceRun
 from hub.settings import Settings, get_settings
 from quality import store
-from quality.catalogue import load_catalogue
+from quality.catalogue import load_catalogue, ruleset_version
 from quality.engine import MERGE, QUARANTINE, Evaluation, evaluate
 from quality.frame import RuleContext
 from quality.references import References, build_references, needed_sources
@@ -203,15 +203,16 @@ def record_run(connection: sa.Connection, run: SourceRun, library: str, departme
         dimension_rows=dimension_rows, rule_counts={r.id: int(evaluation.fail(r.id).sum()) for r in evaluation.rules if evaluation.fail(r.id).any()},
         skipped_rules=evaluation.skipped or None, gx_success=gx.success if gx else None, rules_seconds=round(evaluation.seconds, 4),
         gx_seconds=round(gx.seconds, 4) if gx else None, docs_page=gx.docs_page if gx else None, staging_path=str(rows_path),
+        ruleset_version=ruleset_version(library),
     ))
     return {**defects, **quarantine, **conflict_counts, "natural_keys": new_keys, "score": score}
 
 
 def _loadable() -> set[str]:
-    """Libraries the hub can load today (those with a row builder)."""
-    from libraries.rows import BUILDERS
+    """Libraries the hub can merge today (those with a library spec)."""
+    from libraries.registry import available
 
-    return set(BUILDERS)
+    return set(available())
 
 
 def _conflict_rows(evaluation: Evaluation) -> list[dict[str, Any]]:

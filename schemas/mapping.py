@@ -14,6 +14,7 @@ from connectors.registry import SourceSpec
 from schemas.normalize import NORMALISERS, code_map, join_messages
 
 LINEAGE_COLUMNS = ("_source_id", "_run_id", "_source_key", "_errors")
+CHANGE = "_change"  # snapshot landings: insert / update / delete (connectors.snapshot); a delete reaches the merge
 
 
 def standardise(batch: pa.RecordBatch | pa.Table, spec: SourceSpec, run_id: str) -> pa.Table:
@@ -41,6 +42,8 @@ def standardise(batch: pa.RecordBatch | pa.Table, spec: SourceSpec, run_id: str)
     columns["_run_id"] = pa.array([run_id] * rows, pa.string())
     columns["_source_key"] = source_keys(table, spec.primary_key)
     columns["_errors"] = join_messages(errors, rows)
+    if CHANGE in table.column_names:  # carried so the merge can withdraw a deleted record's claims
+        columns[CHANGE] = pc.cast(table.column(CHANGE), pa.string()).combine_chunks()
     return pa.table(columns)
 
 

@@ -1,0 +1,299 @@
+"""The merge of a base library: source claims in, golden records out, with history, lineage and conflicts.
+
+For one batch of claims from one source run:
+1. each claim is compared with the source's stored claim about the same subject by its HMAC (payload_hash):
+   unchanged claims stop here, changed ones replace the stored claim (library_claim, encrypted);
+2. only the subjects whose claims changed are recomputed: every source's live claim and every active steward
+   override of those subjects go through survivorship (libraries/survivorship.py);
+3. a golden record whose content (or the origin of a field) changed closes its current version
+   (superseded_at, valid_to) and gets a new one (golden_version, encrypted), and its row in the library's current
+   table is rewritten with the lineage of every field; a subject whose every claim was withdrawn gets a tombstone
+   version and leaves the current table;
+4. disagreements between sources on a field become quality_conflict records (rule MERGE-<library>-<field>),
+   resolved when the sources agree again.
+Work and memory follow the number of changed claims, in batches of at most BATCH_KEYS subjects, one transaction each.
+Rewriting a current row drops columns the merge does not produce (a licence's seal_*), so changed licences are re-sealed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.crypto import FieldCipher, get_cipher
+from hub.models import GoldenVersion, LibraryClaim, QualityConflict, StewardOverride
+from libraries.bulk import chunks, delete_where_in, insert_rows
+from libraries.registry import get_library
+from libraries.spec import Claims, LibrarySpec
+from libraries.survivorship import ActiveOverride, LiveClaim, Survivor, canonical_value, survive
+
+BATCH_KEYS = 50_000
+TOMBSTONE_HASH_INPUT = "tombstone"
+CLAIMS = LibraryClaim.__table__
+VERSIONS = GoldenVersion.__table__
+OVERRIDES = StewardOverride.__table__
+CONFLICTS = QualityConflict.__table__
+
+
+def canonical(fields: dict[str, Any]) -> str:
+    """Canonical JSON of the non-null fields (absent and None mean the same: no claim)."""
+    return canonical_value({k: v for k, v in fields.items() if v is not None})
+
+
+def restore(spec: LibrarySpec, record: dict[str, Any]) -> dict[str, Any]:
+    """JSON values back to the Python types of the current table's columns of the same name (dates, decimals)."""
+    out = dict(record)
+    columns = spec.table.c
+    for name, value in record.items():
+        if not isinstance(value, str) or name not in columns:
+            continue
+        kind = columns[name].type
+        if isinstance(kind, sa.DateTime):
+            out[name] = dt.datetime.fromisoformat(value)
+        elif isinstance(kind, sa.Date):
+            out[name] = dt.date.fromisoformat(value[:10])
+        elif isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
+            out[name] = Decimal(value)
+    return out
+
+
+def _source_keys(claims: Claims) -> list[str]:
+    """Each claim's source record key (the row position when an adapter did not say)."""
+    if len(claims.source_keys) == len(claims.keys):
+        return [str(k) for k in claims.source_keys]
+    return [str(r) for r in claims.row_index]
+
+
+@dataclass
+class _Current:
+    """A subject's current golden version (superseded_at IS NULL)."""
+
+    id: int
+    version: int
+    record_hash: str
+    tombstone: bool
+    recorded_at: dt.datetime
+
+
+def merge_claims(engine: sa.Engine, library: str, claims: Claims, *, source_id: str, run_id: str,
+                 extracted_at: dt.datetime, ruleset_version: str | None) -> dict[str, int]:
+    """Merge one source run's claims into a library; returns counts (claims changed, versions, tombstones, conflicts)."""
+    spec = get_library(library)
+    cipher = get_cipher()
+    source_keys = _source_keys(claims)
+    last = {key: i for i, key in enumerate(claims.keys)}  # one claim per subject and source: the last one wins
+    counts = {"claims": len(claims), "claims_changed": 0, "claims_unchanged": 0, "keys_touched": 0, "versions": 0,
+              "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
+    for batch in chunks(list(last.values()), BATCH_KEYS):
+        with engine.begin() as connection:
+            touched = _store_claims(connection, spec, cipher, claims, batch, source_keys, source_id=source_id, run_id=run_id,
+                                    extracted_at=extracted_at, ruleset_version=ruleset_version)
+            counts["claims_changed"] += len(touched)
+            counts["claims_unchanged"] += len(batch) - len(touched)
+            result = recompute(connection, spec, touched, at=extracted_at, run_id=run_id, source_id=source_id)
+        for name, value in result.items():
+            counts[name] += value
+    return counts
+
+
+def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, claims: Claims, batch: list[int],
+                  source_keys: list[str], *, source_id: str, run_id: str, extracted_at: dt.datetime,
+                  ruleset_version: str | None) -> list[str]:
+    """Replace the source's stored claims that changed; returns the subjects whose claim changed."""
+    payloads = ["{}" if claims.deleted[i] else canonical(claims.fields[i]) for i in batch]
+    hashes = cipher.index_hash_many([p + ("|deleted" if claims.deleted[i] else "") for p, i in zip(payloads, batch)])
+    existing: dict[str, Any] = {}
+    for part in chunks([claims.keys[i] for i in batch]):
+        query = sa.select(CLAIMS.c.id, CLAIMS.c.entity_key, CLAIMS.c.payload_hash, CLAIMS.c.deleted).where(
+            CLAIMS.c.library == spec.name, CLAIMS.c.source_id == source_id, CLAIMS.c.entity_key.in_(part))
+        existing.update({row.entity_key: row for row in connection.execute(query)})
+    changed: list[int] = []
+    for n, i in enumerate(batch):
+        before = existing.get(claims.keys[i])
+        if claims.deleted[i] and (before is None or before.deleted):
+            continue  # nothing to withdraw
+        if before is not None and before.payload_hash == hashes[n]:
+            continue
+        changed.append(n)
+    if not changed:
+        return []
+    replaced = [existing[claims.keys[batch[n]]].id for n in changed if claims.keys[batch[n]] in existing]
+    delete_where_in(connection, CLAIMS, "id", replaced)
+    encrypted = cipher.encrypt_many([payloads[n] for n in changed])
+    rows = [{"library": spec.name, "entity_key": claims.keys[batch[n]], "source_id": source_id,
+             "source_key": source_keys[batch[n]][:512], "run_id": run_id, "extracted_at": extracted_at,
+             "valid_from": claims.valid_from[batch[n]], "ruleset_version": ruleset_version, "payload_enc": encrypted[k],
+             "payload_hash": hashes[n], "deleted": bool(claims.deleted[batch[n]])} for k, n in enumerate(changed)]
+    insert_rows(connection, CLAIMS, rows)
+    return [claims.keys[batch[n]] for n in changed]
+
+
+def recompute(connection: sa.Connection, spec: LibrarySpec, keys: list[str], *, at: dt.datetime, run_id: str,
+              source_id: str) -> dict[str, int]:
+    """Recompute the golden records of the given subjects (inside the caller's transaction)."""
+    counts = {"keys_touched": len(keys), "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
+    cipher = get_cipher()
+    for part in chunks(sorted(set(keys))):
+        live = _live_claims(connection, spec, cipher, part)
+        overrides = active_overrides(connection, spec.name, part, cipher)
+        current = _current_versions(connection, spec.name, part)
+        new_versions: list[dict[str, Any]] = []
+        closing: list[dict[str, Any]] = []
+        records: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        gone: list[str] = []
+        conflicts: dict[str, list[dict[str, Any]]] = {}
+        for key in part:
+            now = current.get(key)
+            if not live.get(key):
+                if now is not None and not now.tombstone:
+                    new_versions.append(_version_row(spec, cipher, key, now, None, at, run_id))
+                    gone.append(key)
+                continue
+            survivor = survive(spec.name, spec.fields, live[key], overrides.get(key, []))
+            conflicts[key] = survivor.conflicts
+            digest = _record_hash(cipher, survivor)
+            if now is not None and not now.tombstone and now.record_hash == digest:
+                continue
+            new_versions.append(_version_row(spec, cipher, key, now, survivor, at, run_id, digest))
+            records[key] = (survivor.record, survivor.lineage)
+        for row in new_versions:
+            now = current.get(row["entity_key"])
+            if now is not None:
+                closing.append({"b_id": now.id, "b_superseded_at": row["recorded_at"], "b_valid_to": row["valid_from"]})
+        if closing:
+            connection.execute(sa.update(VERSIONS).where(VERSIONS.c.id == sa.bindparam("b_id")).values(
+                superseded_at=sa.bindparam("b_superseded_at"), valid_to=sa.bindparam("b_valid_to")), closing)
+        insert_rows(connection, VERSIONS, new_versions)
+        _write_current(connection, spec, records, gone, at=at, run_id=run_id, source_id=source_id)
+        opened, resolved = _record_conflicts(connection, spec, part, conflicts, run_id)
+        counts["versions"] += len(new_versions) - len(gone)
+        counts["tombstones"] += len(gone)
+        counts["conflicts_open"] += opened
+        counts["conflicts_resolved"] += resolved
+    return counts
+
+
+def _live_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, keys: list[str]) -> dict[str, list[LiveClaim]]:
+    """Every source's live (not withdrawn) claim about each subject, decrypted."""
+    query = sa.select(CLAIMS).where(CLAIMS.c.library == spec.name, CLAIMS.c.entity_key.in_(keys), CLAIMS.c.deleted.is_(False))
+    rows = list(connection.execute(query))
+    payloads = cipher.decrypt_many([row.payload_enc for row in rows])
+    out: dict[str, list[LiveClaim]] = {}
+    for row, payload in zip(rows, payloads):
+        claim = LiveClaim(row.source_id, row.source_key, row.run_id, row.extracted_at, row.valid_from, row.ruleset_version,
+                          json.loads(payload))
+        out.setdefault(row.entity_key, []).append(claim)
+    return out
+
+
+def active_overrides(connection: sa.Connection, library: str, keys: list[str], cipher: FieldCipher | None = None,
+                     ) -> dict[str, list[ActiveOverride]]:
+    """Active steward overrides of the subjects (the newest per field wins if several are active)."""
+    cipher = cipher or get_cipher()
+    query = (sa.select(OVERRIDES).where(OVERRIDES.c.library == library, OVERRIDES.c.entity_key.in_(keys),
+                                        OVERRIDES.c.revoked_at.is_(None)).order_by(OVERRIDES.c.id))
+    rows = list(connection.execute(query))
+    values = cipher.decrypt_many([row.value_enc for row in rows])
+    out: dict[str, dict[str, ActiveOverride]] = {}
+    for row, value in zip(rows, values):
+        out.setdefault(row.entity_key, {})[row.field] = ActiveOverride(row.id, row.field, json.loads(value), row.steward,
+                                                                       row.created_at)
+    return {key: list(by_field.values()) for key, by_field in out.items()}
+
+
+def _current_versions(connection: sa.Connection, library: str, keys: list[str]) -> dict[str, _Current]:
+    """The current golden version of each subject that has one."""
+    query = sa.select(VERSIONS.c.id, VERSIONS.c.entity_key, VERSIONS.c.version, VERSIONS.c.record_hash, VERSIONS.c.tombstone,
+                      VERSIONS.c.recorded_at).where(VERSIONS.c.library == library, VERSIONS.c.entity_key.in_(keys),
+                                                    VERSIONS.c.superseded_at.is_(None))
+    return {row.entity_key: _Current(row.id, row.version, row.record_hash, row.tombstone, row.recorded_at)
+            for row in connection.execute(query)}
+
+
+def _record_hash(cipher: FieldCipher, survivor: Survivor) -> str:
+    """HMAC of the record and of where each field came from (a source or an override), so either change is a version."""
+    origin = {name: (f"override:{line['override']}" if "override" in line else line["source_id"])
+              for name, line in survivor.lineage.items()}
+    return cipher.index_hash(canonical_value({"record": survivor.record, "from": origin}))
+
+
+def _version_row(spec: LibrarySpec, cipher: FieldCipher, key: str, now: _Current | None, survivor: Survivor | None,
+                 at: dt.datetime, run_id: str, digest: str | None = None) -> dict[str, Any]:
+    """A new golden_version row (survivor None = tombstone)."""
+    recorded = max(at, now.recorded_at) if now is not None else at  # record time never runs backwards for a subject
+    return {"library": spec.name, "entity_key": key, "version": (now.version + 1) if now else 1,
+            "valid_from": (survivor.valid_from if survivor else None) or recorded, "valid_to": None,
+            "recorded_at": recorded, "superseded_at": None, "tombstone": survivor is None,
+            "record_enc": cipher.encrypt(canonical_value(survivor.record)) if survivor else None,
+            "record_hash": digest or cipher.index_hash(TOMBSTONE_HASH_INPUT), "lineage": survivor.lineage if survivor else None,
+            "run_id": run_id}
+
+
+def _write_current(connection: sa.Connection, spec: LibrarySpec, records: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+                   gone: list[str], *, at: dt.datetime, run_id: str, source_id: str) -> None:
+    """Rewrite the current rows of changed subjects and delete the tombstoned ones (delete + bulk insert)."""
+    keys = list(records)
+    delete_where_in(connection, spec.table, spec.key_column, keys + gone)
+    if not keys:
+        return
+    rows = spec.database_rows(keys, [restore(spec, records[k][0]) for k in keys])
+    for row, key in zip(rows, keys):
+        row.update(source_id=source_id, run_id=run_id, updated_at=at, lineage=records[key][1])
+    insert_rows(connection, spec.table, rows)
+
+
+def _shown(spec: LibrarySpec, name: str, value: Any) -> str | None:
+    """A value as a conflict record may show it: personal fields masked, everything at most 500 characters."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else canonical_value(value).strip('"')
+    mask = getattr(spec, "masks", {}).get(name)
+    return (mask(text) if mask else text)[:500]
+
+
+def _record_conflicts(connection: sa.Connection, spec: LibrarySpec, keys: list[str], conflicts: dict[str, list[dict[str, Any]]],
+                      run_id: str) -> tuple[int, int]:
+    """Store the sources' disagreements on recomputed subjects; earlier ones that no longer hold become resolved."""
+    from quality.store import upsert
+
+    prefix = f"MERGE-{spec.name}-"
+    existing = {(r.source_id, r.source_key, r.rule_id): r for r in connection.execute(
+        sa.select(CONFLICTS.c.id, CONFLICTS.c.source_id, CONFLICTS.c.source_key, CONFLICTS.c.rule_id, CONFLICTS.c.first_run_id,
+                  CONFLICTS.c.status).where(CONFLICTS.c.subject_key.in_(keys), CONFLICTS.c.rule_id.startswith(prefix)))}
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for key, found in conflicts.items():
+        for c in found:
+            # one claim per source and subject; an event record may name several subjects, hence the subject in the key
+            source_key = f"{c['source_key']}|{key}"[:512]
+            rule_id = f"{prefix}{c['field']}"
+            before = existing.get((c["source_id"], source_key, rule_id))
+            rows[(c["source_id"], source_key, rule_id)] = {
+                "rule_id": rule_id, "field": c["field"], "subject_key": key, "source_id": c["source_id"], "source_key": source_key,
+                "value": _shown(spec, c["field"], c["value"]), "reference_source_id": c["reference_source_id"],
+                "reference_key": c["reference_key"], "reference_value": _shown(spec, c["field"], c["reference_value"]),
+                "status": "open", "first_run_id": before.first_run_id if before is not None else run_id, "last_run_id": run_id}
+    upsert(connection, CONFLICTS, list(rows.values()), ["source_id", "source_key", "rule_id"])
+    stale = [row.id for k, row in existing.items() if k not in rows and row.status == "open"]
+    for part in chunks(stale):
+        connection.execute(sa.update(CONFLICTS).where(CONFLICTS.c.id.in_(part)).values(status="resolved", last_run_id=run_id))
+    return len(rows), len(stale)
+
+
+def withdrawals(engine: sa.Engine, library: str, source_id: str, source_keys: list[str]) -> Claims:
+    """Deleted claims for source records a snapshot says are gone (found by their source key in library_claim)."""
+    out = Claims()
+    with engine.connect() as connection:
+        for part in chunks(source_keys):
+            query = sa.select(CLAIMS.c.entity_key, CLAIMS.c.source_key).where(
+                CLAIMS.c.library == library, CLAIMS.c.source_id == source_id, CLAIMS.c.source_key.in_(part))
+            for row in connection.execute(query):
+                out.add(row.entity_key, {}, None, -1, deleted=True, source_key=row.source_key)
+    return out
+
+
+__all__ = ["BATCH_KEYS", "active_overrides", "canonical", "merge_claims", "recompute", "restore", "withdrawals"]
