@@ -98,6 +98,10 @@ def current_run_time() -> datetime:
     return getattr(dag_run, "run_after", None) or context.get("logical_date") or dag_run.start_date
 
 
+# Libraries whose rows without a usable key are matched by name, birth date, region / name, address (libraries/linkage.py).
+LINKED_LIBRARIES: tuple[str, ...] = ("population", "legal_entity")
+
+
 def merge_dag(library: str) -> DAG:
     """merge_<library>: check the quality of every pending landing of the library's sources, then load what passed."""
     inlets = [landing_asset(spec.id) for spec in sources_for(library, merged_only=True)]
@@ -111,7 +115,8 @@ def merge_dag(library: str) -> DAG:
         default_args=MERGE_ARGS,
         tags=["merge", "quality", library],
         doc_md=(f"当任一数据源落地后：先做质量检查（规则目录、Great Expectations 校验与 Data Docs、隔离区、问题工单），"
-                f"再将通过检查的行汇入{LIBRARY_LABELS[library]}。"),
+                f"再将通过检查的行按字段择优汇入{LIBRARY_LABELS[library]}（保留历史版本与字段来源）"
+                + ("；最后对缺少有效身份号码/统一社会信用代码的隔离记录做记录匹配（关联、人工复核或不匹配）。" if library in LINKED_LIBRARIES else "。")),
     ) as dag:
 
         @task(task_id="check_quality")
@@ -121,7 +126,8 @@ def merge_dag(library: str) -> DAG:
 
             return check_pending(library, run_time=current_run_time())
 
-        @task(task_id="load_pending_landings", outlets=[library_asset(library)])
+        # The library's Asset is announced by the last task that changes the library (linkage where there is one).
+        @task(task_id="load_pending_landings", outlets=[] if library in LINKED_LIBRARIES else [library_asset(library)])
         def load_pending_landings(checked: dict) -> dict:
             """Load the rows the quality stage let through; returns counts per source run (skipped: no loader yet)."""
             from libraries.load import load_pending
@@ -133,5 +139,15 @@ def merge_dag(library: str) -> DAG:
                 raise AirflowSkipException(loaded["not_loaded"])
             return loaded
 
-        load_pending_landings(check_quality())
+        loaded = load_pending_landings(check_quality())
+        if library in LINKED_LIBRARIES:
+
+            @task(task_id="link_unkeyed_records", outlets=[library_asset(library)])
+            def link_unkeyed_records(_: dict) -> dict:
+                """Record linkage for rows quarantined only for a missing or invalid key: link, review or no match."""
+                from libraries.linkage import link_pending
+
+                return link_pending(library)
+
+            link_unkeyed_records(loaded)
     return dag
