@@ -26,6 +26,8 @@ import yaml
 
 from hub.crypto import get_cipher
 from hub.models import LegalEntity, LinkageDecision, Person, QualityRun, QuarantinedRow, SourceRun
+from libraries.merge import merge_claims
+from libraries.overrides import append_audit
 from libraries.spec import Claims
 
 CONFIG_PATH = Path(__file__).with_name("linkage.yaml")
@@ -312,8 +314,6 @@ def link_claims(library: str, rows: pa.Table, keys: dict[str, str]) -> Claims:
 def merge_linked(engine: sa.Engine, library: str, source_id: str, run_id: str, keys: dict[str, str],
                  now: dt.datetime) -> int:
     """Merge linked rows of one run as claims and release them from quarantine; returns how many."""
-    from libraries.merge import merge_claims
-
     rows = staged_rows(engine, source_id, run_id, list(keys))
     claims = link_claims(library, rows, keys)
     with sa.orm.Session(engine) as session:
@@ -386,6 +386,10 @@ def steward_decide(engine: sa.Engine, decision_id: int, action: str, steward: st
     with engine.begin() as connection:
         connection.execute(sa.update(d).where(d.c.id == decision_id).values(
             status=status, candidate_key=key, decided_by=steward, decided_at=now))
+        # Attributed and tamper-evident like every other steward action (libraries.overrides keeps the chain).
+        append_audit(connection, actor=steward, action=f"linkage_{action}", library=found.library, entity_key=key or "",
+                     field=None, detail={"decision_id": decision_id, "source_id": found.source_id,
+                                         "source_key": found.source_key, "score": found.score}, at=now)
     if action == "confirm":
         merge_linked(engine, found.library, found.source_id, found.run_id, {found.source_key: key}, now)
     return {"id": decision_id, "status": status, "candidate_key": key, "decided_by": steward}

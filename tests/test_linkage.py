@@ -173,6 +173,12 @@ def test_planted_cases_precision_recall_and_review(loaded, small_world) -> None:
             q.c.source_id.in_([queue[0]["source_id"], queue[1]["source_id"]])))}
     assert statuses[queue[0]["source_key"]] == "released"
     assert statuses[queue[1]["source_key"]] == "quarantined"
+    from libraries.overrides import verify_audit
+
+    with engine.connect() as connection:
+        actions = [r.action for r in connection.execute(sa.text("SELECT action FROM steward_audit ORDER BY id"))]
+    assert actions[-2:] == ["linkage_confirm", "linkage_reject"]
+    assert verify_audit(engine)["ok"]
 
 
 def test_cli_registers_under_library(capsys) -> None:
