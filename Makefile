@@ -8,10 +8,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test test-fast airflow bench lock clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock scripts/install-browser.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]"
+	@sh scripts/install-browser.sh  # headless Chromium for the portal's browser test (apt-get, root only)
 	@touch $(STAMP)
 
 ## make run: generate the simulated province, run the Airflow DAGs end to end, print counts
