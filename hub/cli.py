@@ -21,6 +21,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hub.pipeline_cli",
     "hub.bench_cli",
     "quality.cli",
+    "licences.cli",
+    "libraries.cli",
+    "libraries.views_cli",
+    "libraries.linkage_cli",
+    "catalog.cli",
+    "opendata.portal_cli",
+    "opendata.cli",
 )
 
 DESCRIPTION = """政务数据共享与证照交换枢纽 — government data-sharing and licence-exchange hub.

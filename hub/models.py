@@ -660,3 +660,193 @@ class LicenceReminder(Base):
     )
     created_at: Mapped[datetime] = mapped_column(comment="生成时间（UTC）")
     sent_at: Mapped[datetime | None] = mapped_column(comment="发送时间（UTC）")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharing catalogue, access and audit: consumers, API keys, requests, grants, audit chains (catalog/)
+# ---------------------------------------------------------------------------------------------
+
+REQUEST_STATUSES: tuple[str, ...] = ("pending", "approved", "refused", "withdrawn")
+AUDIT_OUTCOMES: tuple[str, ...] = ("allowed", "refused", "error")
+
+
+class CatalogConsumer(Base):
+    """A department that consumes shared resources through the exchange (a 使用方)."""
+
+    __tablename__ = "catalog_consumer"
+    __table_args__ = ({"comment": "共享使用方：使用共享资源的部门"},)
+
+    code: Mapped[str] = mapped_column(sa.String(32), primary_key=True, comment="部门代码（departments 代码表）")
+    name: Mapped[str] = mapped_column(sa.String(100), comment="部门名称")
+    created_at: Mapped[datetime] = mapped_column(comment="登记时间（UTC）")
+    disabled_at: Mapped[datetime | None] = mapped_column(comment="停用时间（UTC；空为在用）")
+
+
+class CatalogApiKey(Base):
+    """One API key of a consumer: only a SHA-256 of the secret is kept; the key is shown once at issue."""
+
+    __tablename__ = "catalog_api_key"
+    __table_args__ = (
+        sa.Index(None, "consumer_code"),
+        {"comment": "接口密钥：只保存密钥的 SHA-256 摘要，明文仅在签发时显示一次"},
+    )
+
+    key_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, comment="密钥标识（密钥前缀，可公开）")
+    consumer_code: Mapped[str] = mapped_column(sa.ForeignKey("catalog_consumer.code"), comment="使用方部门代码")
+    secret_hash: Mapped[str] = mapped_column(sa.String(64), comment="密钥的 SHA-256 摘要（十六进制）")
+    label: Mapped[str | None] = mapped_column(sa.String(200), comment="用途说明")
+    created_at: Mapped[datetime] = mapped_column(comment="签发时间（UTC）")
+    revoked_at: Mapped[datetime | None] = mapped_column(comment="吊销时间（UTC；空为有效）")
+
+
+class CatalogRequest(Base):
+    """A consumer's application for a conditional resource, answered by the provider before its deadline."""
+
+    __tablename__ = "catalog_request"
+    __table_args__ = (
+        sa.Index(None, "resource_code", "status"),
+        sa.Index(None, "consumer_code"),
+        sa.CheckConstraint(_in("status", REQUEST_STATUSES), name="status"),
+        {"comment": "共享申请：使用方对有条件共享资源的申请及提供方答复（需求清单来源）"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="申请编号")
+    consumer_code: Mapped[str] = mapped_column(sa.ForeignKey("catalog_consumer.code"), comment="使用方部门代码")
+    resource_code: Mapped[str] = mapped_column(sa.String(64), comment="资源代码")
+    fields: Mapped[dict[str, Any]] = mapped_column(comment="申请的信息项（JSON 列表）")
+    purpose_codes: Mapped[dict[str, Any]] = mapped_column(comment="用途代码（JSON 列表）")
+    purpose: Mapped[str] = mapped_column(sa.Text, comment="用途说明（依据的事项、法规）")
+    verification_only: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false(), comment="是否仅核验（只回答是否一致，不返回值）")
+    requested_by: Mapped[str] = mapped_column(sa.String(100), comment="申请人")
+    requested_at: Mapped[datetime] = mapped_column(comment="申请时间（UTC）")
+    deadline: Mapped[date] = mapped_column(sa.Date, comment="答复期限（工作日计算，跳过周末）")
+    status: Mapped[str] = mapped_column(sa.String(16), comment="状态：pending 待答复 / approved 已同意 / refused 已拒绝 / withdrawn 已撤回")
+    decided_by: Mapped[str | None] = mapped_column(sa.String(100), comment="答复人（提供方）")
+    decided_at: Mapped[datetime | None] = mapped_column(comment="答复时间（UTC）")
+    reason: Mapped[str | None] = mapped_column(sa.Text, comment="答复理由（拒绝时必填）")
+
+
+class CatalogGrant(Base):
+    """A consumer's right to some fields of one resource, for some purposes, until it expires or is revoked."""
+
+    __tablename__ = "catalog_grant"
+    __table_args__ = (
+        sa.Index(None, "consumer_code", "resource_code"),
+        {"comment": "共享授权：使用方对某资源部分信息项、限定用途与期限的使用权"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="授权编号")
+    consumer_code: Mapped[str] = mapped_column(sa.ForeignKey("catalog_consumer.code"), comment="使用方部门代码")
+    resource_code: Mapped[str] = mapped_column(sa.String(64), comment="资源代码")
+    fields: Mapped[dict[str, Any]] = mapped_column(comment="授权的信息项（JSON 列表）")
+    purpose_codes: Mapped[dict[str, Any]] = mapped_column(comment="限定用途代码（JSON 列表）")
+    verification_only: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false(), comment="是否仅核验")
+    request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("catalog_request.id"), comment="来源申请编号")
+    granted_by: Mapped[str] = mapped_column(sa.String(100), comment="批准人")
+    granted_at: Mapped[datetime] = mapped_column(comment="授权时间（UTC）")
+    expires_at: Mapped[datetime | None] = mapped_column(comment="到期时间（UTC；空为长期）")
+    revoked_at: Mapped[datetime | None] = mapped_column(comment="撤销时间（UTC；空为有效）")
+    revoked_by: Mapped[str | None] = mapped_column(sa.String(100), comment="撤销人")
+    revoke_reason: Mapped[str | None] = mapped_column(sa.Text, comment="撤销理由")
+
+
+class CatalogVersion(Base):
+    """Version counters: bumped on every change to keys or grants, so each process knows when to reload its cache."""
+
+    __tablename__ = "catalog_version"
+    __table_args__ = ({"comment": "授权版本计数：密钥或授权变更时递增，各进程据此刷新缓存"},)
+
+    name: Mapped[str] = mapped_column(sa.String(32), primary_key=True, comment="计数名（access）")
+    version: Mapped[int] = mapped_column(sa.BigInteger, comment="版本号")
+
+
+class AuditChain(Base):
+    """One hash chain of the exchange audit log (one per writer process), with its durable head."""
+
+    __tablename__ = "audit_chain"
+    __table_args__ = ({"comment": "审计哈希链：每个写入进程一条链，记录链头（防尾部删除）"},)
+
+    chain_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True, comment="链标识")
+    writer: Mapped[str] = mapped_column(sa.String(200), comment="写入进程（主机:进程号）")
+    created_at: Mapped[datetime] = mapped_column(comment="创建时间（UTC）")
+    head_seq: Mapped[int] = mapped_column(sa.BigInteger, comment="链头序号（0 为空链）")
+    head_hash: Mapped[str] = mapped_column(sa.String(64), comment="链头哈希")
+
+
+class AuditEntry(Base):
+    """One exchange call, allowed or refused: who, why, about whom (HMAC only), which fields, outcome; hash-chained."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (
+        sa.Index(None, "at"),
+        sa.Index(None, "consumer_code", "resource_code", "at"),
+        {"comment": "共享调用审计：每次调用一行（只追加，按链 SHA-256 哈希链接，主体只存 HMAC）"},
+    )
+
+    chain_id: Mapped[str] = mapped_column(sa.ForeignKey("audit_chain.chain_id"), primary_key=True, comment="链标识")
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False, comment="链内序号（从 1 递增）")
+    at: Mapped[datetime] = mapped_column(comment="调用时间（UTC）")
+    consumer_code: Mapped[str] = mapped_column(sa.String(32), comment="调用部门代码")
+    user_id: Mapped[str] = mapped_column(sa.String(100), comment="经办人")
+    purpose_code: Mapped[str | None] = mapped_column(sa.String(32), comment="用途代码")
+    case_number: Mapped[str | None] = mapped_column(sa.String(100), comment="事项编码/办件编号")
+    resource_code: Mapped[str | None] = mapped_column(sa.String(64), comment="资源代码")
+    operation: Mapped[str] = mapped_column(sa.String(64), comment="操作（接口名）")
+    subjects: Mapped[dict[str, Any]] = mapped_column(comment="涉及主体的 HMAC（JSON 列表，不含明文证件号）")
+    fields: Mapped[dict[str, Any]] = mapped_column(comment="返回的信息项（JSON 列表）")
+    outcome: Mapped[str] = mapped_column(sa.String(16), comment="结果：allowed 允许 / refused 拒绝 / error 出错")
+    reason: Mapped[str | None] = mapped_column(sa.Text, comment="拒绝或出错原因")
+    prev_hash: Mapped[str] = mapped_column(sa.String(64), comment="上一条的哈希（链首为 64 个 0）")
+    entry_hash: Mapped[str] = mapped_column(sa.String(64), comment="本条哈希：SHA-256(上一条哈希 + 本条规范内容)")
+
+
+class AuditSubject(Base):
+    """Index from a subject's HMAC to the audit entries about it (for 谁查看了我的数据)."""
+
+    __tablename__ = "audit_subject"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(["chain_id", "seq"], ["audit_entry.chain_id", "audit_entry.seq"]),
+        {"comment": "审计主体索引：主体 HMAC 到审计条目（用于本人查询谁查看了其数据）"},
+    )
+
+    subject_hash: Mapped[str] = mapped_column(sa.String(HMAC_HEX), primary_key=True, comment="主体 HMAC")
+    chain_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True, comment="链标识")
+    seq: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False, comment="链内序号")
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of a chain's head at a time (Ed25519, hub audit key), so history cannot be rewritten silently."""
+
+    __tablename__ = "audit_checkpoint"
+    __table_args__ = (
+        sa.UniqueConstraint("chain_id", "seq"),
+        {"comment": "审计检查点：对链头（序号、哈希）的 Ed25519 签名"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True, comment="自增主键")
+    chain_id: Mapped[str] = mapped_column(sa.ForeignKey("audit_chain.chain_id"), comment="链标识")
+    seq: Mapped[int] = mapped_column(sa.BigInteger, comment="覆盖到的序号")
+    entry_hash: Mapped[str] = mapped_column(sa.String(64), comment="该序号条目的哈希")
+    at: Mapped[datetime] = mapped_column(comment="签名时间（UTC）")
+    key_id: Mapped[str] = mapped_column(sa.String(64), comment="签名密钥标识（licence_signing_key，所有者 HUB-AUDIT）")
+    signature: Mapped[bytes] = mapped_column(sa.LargeBinary, comment="Ed25519 签名")
+
+
+# ---------------------------------------------------------------------------------------------
+# Open-data portal: download counts per dataset, version and file (opendata/portal.py)
+# ---------------------------------------------------------------------------------------------
+
+
+class OpenDataDownload(Base):
+    """Download counter of one file of one open-data release, raised by a single UPSERT per download."""
+
+    __tablename__ = "opendata_download"
+    __table_args__ = ({"comment": "开放数据下载计数：每个数据集、版本、文件一行"},)
+
+    dataset_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True, comment="数据集标识")
+    version: Mapped[str] = mapped_column(sa.String(64), primary_key=True, comment="版本标识")
+    file_name: Mapped[str] = mapped_column(
+        sa.String(255), primary_key=True, comment="文件名（发布目录内相对路径；整版打包下载为 release.zip）"
+    )
+    downloads: Mapped[int] = mapped_column(sa.BigInteger, comment="下载次数")
+    last_at: Mapped[datetime] = mapped_column(comment="最近一次下载时间（UTC）")
