@@ -235,11 +235,31 @@ def first_rows(codes: np.ndarray, complete: np.ndarray) -> np.ndarray:
     out = np.full(len(codes), -1, dtype=np.int64)
     if not len(rows):
         return out
-    dense, uniques = pd.factorize(codes[rows])
-    first = np.empty(len(uniques), dtype=np.int64)
-    first[dense[::-1]] = rows[::-1]  # the last write wins: walking backwards leaves each key's first row
-    out[rows] = first[dense]
+    out[rows] = rows  # a key that occurs once is its own first row
+    keyed = codes[rows]
+    # Almost every key occurs once. Grouping exactly (hashing into a table) is what costs, so only the rows whose
+    # key shares a cheap hash bucket with another row are grouped: every repeated key is among them, and with
+    # ≈4 buckets per key they are ≈22% of the rows (≈2× faster over a million rows than grouping them all).
+    shared = _in_shared_bucket(keyed)
+    rows, keyed = rows[shared], keyed[shared]
+    if len(rows):
+        dense, uniques = pd.factorize(keyed)
+        first = np.empty(len(uniques), dtype=np.int64)
+        first[dense[::-1]] = rows[::-1]  # the last write wins: walking backwards leaves each key's first row
+        out[rows] = first[dense]
     return out
+
+
+def _in_shared_bucket(codes: np.ndarray) -> np.ndarray:
+    """Whether each int64 code falls into a hash bucket that another entry falls into too (equal codes always do).
+
+    Fibonacci hashing: the top bits of code × 2⁶⁴/φ (wrapping uint64 arithmetic) spread neighbouring codes —
+    resident IDs differ in a few low digits — evenly over ≈4–8 buckets per code (more would only add memory
+    traffic: the counts of a million codes take 32 MB); counting them is one pass.
+    """
+    bits = max(int(len(codes) * 4).bit_length(), 10)
+    buckets = ((codes.astype(np.int64, copy=False).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)).astype(np.intp)
+    return np.bincount(buckets, minlength=1 << bits)[buckets] > 1
 
 
 def duplicate(frame: Frame, rule: Rule) -> Outcome:
@@ -357,7 +377,8 @@ def compare_marital_status(frame: Frame, rule: Rule) -> Outcome:
     ref_source, ref_key = _reference_facts(lookup, positions, hit)
     at = pa.array(hit)
     kinds = np.asarray(kind.take(at).to_numpy(zero_copy_only=False), dtype=object) if len(hit) else np.zeros(0, object)
-    days = np.asarray(_take_text(lookup.details, positions).take(at).to_numpy(zero_copy_only=False), dtype=object) if len(hit) else np.zeros(0, object)
+    # The registration dates only at the failing rows (taking them for every row and then the few cost ≈30× more).
+    days = np.asarray(_take_text(lookup.details, positions[hit]).to_numpy(zero_copy_only=False), dtype=object) if len(hit) else np.zeros(0, object)
     shown = frame.strings_at(status_field, hit)
     marital = load_table("marital_status")
     words = {"20": "结婚", "23": "复婚", "40": "离婚"}
