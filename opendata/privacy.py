@@ -47,7 +47,9 @@ UNKNOWN = "未知"
 
 # Patterns run on NFKC-normalised text (full-width digits become ASCII first).
 RESIDENT_ID_PATTERN = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9])")
-PHONE_PATTERN = re.compile(r"(?<![0-9])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9])")
+# A phone number stands alone or beside non-Latin text (电话13812345678); eleven digits inside a longer code of
+# letters and digits (a licence number like PDYMA81MB3X14228230129) are part of that code, not a phone number.
+PHONE_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9A-Za-z])")
 SEPARATOR = "\x00"
 DATA_SUFFIXES = (".parquet", ".csv", ".json", ".jsonld")
 
