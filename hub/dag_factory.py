@@ -116,7 +116,8 @@ def merge_dag(library: str) -> DAG:
         tags=["merge", "quality", library],
         doc_md=(f"当任一数据源落地后：先做质量检查（规则目录、Great Expectations 校验与 Data Docs、隔离区、问题工单），"
                 f"再将通过检查的行按字段择优汇入{LIBRARY_LABELS[library]}（保留历史版本与字段来源）"
-                + ("；最后对缺少有效身份号码/统一社会信用代码的隔离记录做记录匹配（关联、人工复核或不匹配）。" if library in LINKED_LIBRARIES else "。")),
+                + ("；最后对缺少有效身份号码/统一社会信用代码的隔离记录做记录匹配（关联、人工复核或不匹配）。" if library in LINKED_LIBRARIES
+                   else "；最后以颁发部门的密钥为新增或变更的证照加盖电子签章。" if library == "licence" else "。")),
     ) as dag:
 
         @task(task_id="check_quality")
@@ -127,7 +128,7 @@ def merge_dag(library: str) -> DAG:
             return check_pending(library, run_time=current_run_time())
 
         # The library's Asset is announced by the last task that changes the library (linkage where there is one).
-        @task(task_id="load_pending_landings", outlets=[] if library in LINKED_LIBRARIES else [library_asset(library)])
+        @task(task_id="load_pending_landings", outlets=[] if library in LINKED_LIBRARIES or library == "licence" else [library_asset(library)])
         def load_pending_landings(checked: dict) -> dict:
             """Load the rows the quality stage let through; returns counts per source run (skipped: no loader yet)."""
             from libraries.load import load_pending
@@ -150,4 +151,16 @@ def merge_dag(library: str) -> DAG:
                 return link_pending(library)
 
             link_unkeyed_records(loaded)
+        elif library == "licence":
+
+            @task(task_id="seal_licences", outlets=[library_asset(library)])
+            def seal_licences(_: dict) -> dict:
+                """Seal every licence without a seal (new or changed) with its issuing department's key."""
+                from hub.db import engine_for
+                from hub.settings import get_settings
+                from licences.seal import seal_pending
+
+                return seal_pending(engine_for(get_settings().database_url), sealed_at=current_run_time())
+
+            seal_licences(loaded)
     return dag

@@ -158,10 +158,16 @@ def run_dag(dag, log_file: Path) -> DagOutcome:
     return DagOutcome(dag.dag_id, state, time.monotonic() - started)
 
 
+# Merges in reference order: a licence's holder and a credit record's subject are checked against the population and
+# legal-entity libraries, so those two merge first.
+MERGE_ORDER: tuple[str, ...] = ("merge_population", "merge_legal_entity", "merge_licence", "merge_credit")
+
+
 def dag_order(dag_ids: list[str]) -> list[str]:
-    """Data-flow order: collection DAGs first, then merges (later stages append themselves here)."""
-    stages = ("collect_", "merge_")
-    ordered = [d for stage in stages for d in sorted(dag_ids) if d.startswith(stage)]
+    """Data-flow order: collection DAGs, merges (referenced libraries first), then the publication DAGs."""
+    collections = sorted(d for d in dag_ids if d.startswith("collect_"))
+    merges = [d for d in MERGE_ORDER if d in dag_ids] + sorted(d for d in dag_ids if d.startswith("merge_") and d not in MERGE_ORDER)
+    ordered = collections + merges
     return ordered + sorted(set(dag_ids) - set(ordered))
 
 

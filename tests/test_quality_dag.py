@@ -39,7 +39,7 @@ def test_merge_dag_checks_quality_before_loading(airflow_session, tmp_path, monk
     collect("gongan_hjrk", "run-1")
 
     dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["merge_population"]
-    assert [t.task_id for t in dag.topological_sort()] == ["check_quality", "load_pending_landings"]
+    assert [t.task_id for t in dag.topological_sort()] == ["check_quality", "load_pending_landings", "link_unkeyed_records"]
     state = dag.test(logical_date=None).state
     assert str(getattr(state, "value", state)) == "success"
 
