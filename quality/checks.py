@@ -69,6 +69,15 @@ def required(frame: Frame, rule: Rule) -> Outcome:
     return Outcome(~frame.present(name), f"{_label(rule, name)}为空（必填）")
 
 
+def any_required(frame: Frame, rule: Rule) -> Outcome:
+    """At least one of the fields the source has carries a value (e.g. a credit subject's USCC or ID number)."""
+    names = [n for n in rule.fields if n in frame.columns]
+    present = np.zeros(frame.rows, dtype=bool)
+    for name in names:
+        present |= frame.present(name)
+    return Outcome(~present, f"{'、'.join(_label(rule, n) for n in names)}均为空（至少须填写一项）")
+
+
 def _code_set(frame: Frame, table_name: str) -> pa.Array:
     """Codes, labels and recognised aliases of a code table."""
     table = load_table(table_name)
@@ -471,6 +480,7 @@ def freshness(frame: Frame, rule: Rule) -> Outcome:
 
 CHECKS: dict[str, Callable[[Frame, Rule], Outcome]] = {
     "required": required,
+    "any_required": any_required,
     "code_table": code_table,
     "allowed_values": allowed_values,
     "identifier": identifier,

@@ -36,6 +36,7 @@ KIND_OF_CHECK = {
     "id_gender_fixed": "id_gender_mismatch",
     "date_not_future": "future_date",
     "required": "missing_required",
+    "any_required": "missing_required",
     "duplicate": "duplicate",
     "compare_person_name": "cross_source_conflict",
     "compare_entity_name": "cross_source_conflict",

@@ -257,3 +257,13 @@ def test_expired_licence_still_marked_valid() -> None:
     evaluation = evaluate(table, RuleContext("licence_scjg", "r", REFERENCE, load_catalogue("licence")), [rule])
     assert failing(evaluation, "LIC-EXPIRED") == [0]
     assert evaluation.findings.column("severity")[0].as_py() == "warning"
+
+
+def test_credit_record_naming_no_subject_code_is_quarantined() -> None:
+    table = pa.table({"subject_uscc": [uscc(1), None, None], "subject_id_number": [None, rid("19900102", 11), None],
+                      "_source_key": ["1", "2", "3"], "_errors": pa.nulls(3, pa.string())})
+    rule = load_catalogue("credit").rule("CRD-SUBJECT-CODE")
+    evaluation = evaluate(table, RuleContext("credit_xzcf", "r", REFERENCE, load_catalogue("credit")), [rule])
+    assert failing(evaluation, "CRD-SUBJECT-CODE") == [2]
+    assert evaluation.verdict.tolist() == [LOAD, LOAD, QUARANTINE]
+    assert "至少须填写一项" in evaluation.findings.column("message")[0].as_py()
