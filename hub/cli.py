@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "catalog.cli",
     "opendata.portal_cli",
     "opendata.cli",
+    "hub.serve_cli",
 )
 
 DESCRIPTION = """政务数据共享与证照交换枢纽 — government data-sharing and licence-exchange hub.

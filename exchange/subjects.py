@@ -1,0 +1,328 @@
+"""Reading one subject from the base libraries and shaping it as catalogue items: granted, masked or verified.
+
+Catalogue items (catalog/resources.py, from the data elements) are the public vocabulary of the exchange; the golden
+tables have their own columns. ITEM_GETTERS maps each item of the population and legal-entity resources to how it is
+read from the golden row. Only the fields a Decision grants are produced, sensitive ones masked as the Decision says,
+and ciphertext is decrypted only for granted, unmasked fields of the one subject asked about (nothing is cached).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from catalog.access import Decision
+from hub.crypto import get_cipher, mask_name, mask_phone, mask_resident_id
+from hub.models import CreditRecord, LegalEntity, Licence, Person, SourceRun
+from libraries.population import mask_address
+
+RESIDENT_ID = re.compile(r"^\d{17}[\dX]$")
+USCC = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+CHECK = "10X98765432"
+REGISTRATION_DEPARTMENTS = {"1": "机构编制", "5": "民政", "9": "市场监督管理（工商）", "N": "农业农村", "Y": "其他"}
+ENTITY_KINDS = {"enterprise": "企业", "individual_business": "个体工商户", "farmer_coop": "农民专业合作社",
+                "social_org": "社会组织", "institution": "事业单位", "government": "机关", "other": "其他"}
+MARITAL = {"10": "未婚", "20": "已婚", "21": "初婚", "22": "再婚", "23": "复婚", "30": "丧偶", "40": "离婚", "90": "未说明"}
+FRESHNESS_SECONDS = 5.0  # how long a worker reuses the libraries' freshness figures (they change per merge, not per call)
+
+
+class BadSubject(ValueError):
+    """A malformed resident ID or USCC; the message is Chinese and never echoes the whole ID."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Subject codes
+# ---------------------------------------------------------------------------------------------
+
+
+def resident_id(text: str) -> str:
+    """The normalised 18-character resident ID (check character and birth date verified), else BadSubject."""
+    value = unicodedata.normalize("NFKC", text or "").strip().upper()
+    if not RESIDENT_ID.match(value):
+        raise BadSubject("公民身份号码格式错误：应为18位（前17位数字，末位数字或X）")
+    total = sum(int(value[i]) * WEIGHTS[i] for i in range(17))
+    if CHECK[total % 11] != value[17]:
+        raise BadSubject(f"公民身份号码校验位错误：{mask_resident_id(value)}")
+    try:
+        born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        raise BadSubject(f"公民身份号码中的出生日期无效：{mask_resident_id(value)}") from None
+    if born.year < 1880 or born > date.today():
+        raise BadSubject(f"公民身份号码中的出生日期不合理：{mask_resident_id(value)}")
+    return value
+
+
+def person_key(text: str) -> tuple[str, str]:
+    """(normalised resident ID, person_id HMAC) of an ID as a user typed it."""
+    value = resident_id(text)
+    return value, get_cipher().index_hash(value)
+
+
+def uscc(text: str) -> str:
+    """A USCC, upper-cased and checked for form (early pilot codes failing the check character are accepted)."""
+    value = unicodedata.normalize("NFKC", text or "").strip().upper()
+    if not USCC.match(value):
+        raise BadSubject("统一社会信用代码格式错误：应为18位，字符集 0-9A-HJ-NPQRTUWXY")
+    return value
+
+
+def subject_of(text: str) -> tuple[str, str, str]:
+    """('person', resident ID, person_id) or ('entity', USCC, USCC) for a subject code; else BadSubject."""
+    value = unicodedata.normalize("NFKC", text or "").strip().upper()
+    if RESIDENT_ID.match(value):
+        rid, key = person_key(value)
+        return "person", rid, key
+    code = uscc(value)
+    return "entity", code, code
+
+
+# ---------------------------------------------------------------------------------------------
+# Items of the resources as read from golden rows
+# ---------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready scalar (dates ISO, decimals as exact text)."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    return value
+
+
+def _decrypt(token: Any) -> str | None:
+    """Plain text of a ciphertext column."""
+    return None if token is None else get_cipher().decrypt(bytes(token))
+
+
+_DEPARTMENTS: dict[str, str] = {}
+
+
+def _department(row: dict[str, Any]) -> str | None:
+    """The department that last supplied the row (from the source registry; the source id if unregistered)."""
+    source = row.get("source_id") or ""
+    if not source:
+        return None
+    if not _DEPARTMENTS:
+        from connectors.registry import all_sources
+
+        _DEPARTMENTS.update({spec.id: spec.department for spec in all_sources()})
+    return _DEPARTMENTS.get(source, source)
+
+
+Getter = tuple[Callable[[dict[str, Any]], Any], Callable[[dict[str, Any]], Any] | None]  # (clear, masked)
+
+_COMMON: dict[str, Getter] = {
+    "data_source_department": (_department, None),
+    "updated_at": (lambda r: _plain(r.get("updated_at")), None),
+}
+
+PERSON_ITEMS: dict[str, Getter] = {
+    **_COMMON,
+    "resident_id": (lambda r: _decrypt(r["id_number_enc"]), lambda r: r["id_number_masked"]),
+    "name": (lambda r: r["name"] or None, lambda r: mask_name(r["name"]) if r["name"] else None),
+    "gender": (lambda r: r["gender"], None),
+    "ethnicity": (lambda r: r["ethnicity"], None),
+    "birth_date": (lambda r: _plain(r["birth_date"]), None),
+    "household_region": (lambda r: r["region_code"], None),
+    "household_address": (lambda r: _decrypt(r["address_enc"]),
+                          lambda r: None if r["address_enc"] is None else mask_address(_decrypt(r["address_enc"]) or "")),
+    "phone": (lambda r: _decrypt(r["phone_enc"]),
+              lambda r: None if r["phone_enc"] is None else mask_phone(_decrypt(r["phone_enc"]) or "")),
+    "marital_status": (lambda r: r["marital_status"], None),
+    "death_date": (lambda r: _plain(r["death_date"]), None),
+    "person_status": (lambda r: "死亡" if r["death_date"] else "正常", None),
+}
+
+ENTITY_ITEMS: dict[str, Getter] = {
+    **_COMMON,
+    "uscc": (lambda r: r["uscc"], None),
+    "entity_name": (lambda r: r["name"], None),
+    "registration_department": (lambda r: REGISTRATION_DEPARTMENTS.get(r["uscc"][0], r["uscc"][0]), None),
+    "entity_category": (lambda r: ENTITY_KINDS.get(r["entity_kind"], r["entity_kind"]), None),
+    "enterprise_type": (lambda r: r["entity_type"], None),
+    "legal_representative": (lambda r: r["legal_rep_name"], None),
+    "legal_representative_id": (lambda r: _decrypt(r["legal_rep_id_enc"]),
+                                lambda r: None if r["legal_rep_id_enc"] is None else mask_resident_id(_decrypt(r["legal_rep_id_enc"]) or "")),
+    "registered_capital": (lambda r: _plain(r["registered_capital"]), None),
+    "establishment_date": (lambda r: _plain(r["established_date"]), None),
+    "business_scope": (lambda r: r["business_scope"], None),
+    "registered_address": (lambda r: r["address"], None),
+    "registration_authority": (lambda r: r["registration_authority"], None),
+    "registration_region": (lambda r: r["region_code"], None),
+    "status": (lambda r: r["status"], None),
+}
+
+
+def shape(row: dict[str, Any], decision: Decision, getters: dict[str, Getter]) -> tuple[dict[str, Any], list[str]]:
+    """The granted, not verify-only fields of a row (masked as decided) and the names returned.
+
+    Items the library does not hold (e.g. 曾用名) come back as null: the catalogue promises them, no source sends them yet.
+    """
+    masked, verify_only = decision.masked_fields, decision.verify_fields
+    out: dict[str, Any] = {}
+    for name in decision.fields_granted:
+        if name in verify_only:
+            continue  # a verification-only grant never discloses the value
+        getter = getters.get(name)
+        if getter is None:
+            out[name] = None
+        elif name in masked:
+            out[name] = (getter[1] or getter[0])(row)
+        else:
+            out[name] = getter[0](row)
+    return out, list(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading rows (one pooled autocommit connection per thread: no BEGIN/ROLLBACK round trips per call)
+# ---------------------------------------------------------------------------------------------
+
+
+class Reader:
+    """Primary-key reads of the golden tables for one database."""
+
+    KEEP = 4  # idle connections kept (async routes use one at a time per event loop)
+
+    def __init__(self, engine: sa.Engine) -> None:
+        """Bind to a database; connections open lazily."""
+        self.engine = engine
+        self._idle: list[sa.Connection] = []
+        person, entity = Person.__table__, LegalEntity.__table__
+        self._person = sa.select(*[c for c in person.c if c.name != "lineage"]).where(person.c.person_id == sa.bindparam("k"))
+        self._entity = sa.select(*[c for c in entity.c if c.name != "lineage"]).where(entity.c.uscc == sa.bindparam("k"))
+        self._fresh: dict[str, Any] = {}
+        self._fresh_at = -1e9
+
+    def _run(self, work: Callable[[sa.Connection], Any]) -> Any:
+        """Run `work` on an idle autocommit connection (list pop/append are atomic: no lock needed)."""
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            result = work(connection)
+        except sa.exc.DBAPIError:
+            connection.close()  # possibly broken: never reuse it
+            raise
+        if len(self._idle) < self.KEEP:
+            self._idle.append(connection)
+        else:
+            connection.close()
+        return result
+
+    def _one(self, statement: Any, key: str) -> dict[str, Any] | None:
+        """One row as a dict, or None."""
+        row = self._run(lambda c: c.execute(statement, {"k": key}).first())
+        return None if row is None else dict(row._mapping)
+
+    def person(self, person_id: str) -> dict[str, Any] | None:
+        """The golden person row of a person_id."""
+        return self._one(self._person, person_id)
+
+    def entity(self, code: str) -> dict[str, Any] | None:
+        """The golden legal-entity row of a USCC."""
+        return self._one(self._entity, code)
+
+    def rows(self, statement: Any) -> list[dict[str, Any]]:
+        """Any select, as dicts."""
+        return self._run(lambda c: [dict(r._mapping) for r in c.execute(statement)])
+
+    def licences(self, kind: str, key: str) -> list[dict[str, Any]]:
+        """Licences held by a person (person_id) or an organisation (USCC), oldest first."""
+        table = Licence.__table__
+        where = table.c.holder_person_id == key if kind == "person" else table.c.holder_code == key
+        columns = [c for c in table.c if c.name not in ("lineage", "face_content", "face_content_enc", "seal_value")]
+        return self.rows(sa.select(*columns).where(where).order_by(table.c.issue_date, table.c.licence_id))
+
+    def credit(self, kind: str, key: str) -> list[dict[str, Any]]:
+        """Credit records of a subject."""
+        table = CreditRecord.__table__
+        where = table.c.subject_person_id == key if kind == "person" else table.c.subject_code == key
+        columns = [c for c in table.c if c.name not in ("lineage", "subject_id_enc")]
+        return self.rows(sa.select(*columns).where(where).order_by(table.c.decision_date, table.c.record_id))
+
+    def freshness(self) -> dict[str, Any]:
+        """Per library: newest row time (the last merge that changed it) and the last successful collection run.
+
+        Answers come from the golden tables, i.e. the last good state: a source that is down leaves them as they were.
+        """
+        if time.monotonic() - self._fresh_at < FRESHNESS_SECONDS:
+            return self._fresh
+        runs = SourceRun.__table__
+        out: dict[str, Any] = {}
+        prefixes = {"population": ("gongan_", "renshe_", "minzheng_hydj"), "legal_entity": ("scjg_", "minzheng_shzz"),
+                    "licence": ("licence_",), "credit": ("credit_", "court_")}
+        tables = {"population": Person.__table__, "legal_entity": LegalEntity.__table__, "licence": Licence.__table__,
+                  "credit": CreditRecord.__table__}
+
+        def read(connection: sa.Connection) -> None:
+            for library, table in tables.items():
+                newest = connection.execute(sa.select(sa.func.max(table.c.updated_at))).scalar()
+                run = connection.execute(
+                    sa.select(sa.func.max(runs.c.finished_at)).where(
+                        runs.c.status == "succeeded",
+                        sa.or_(*[runs.c.source_id.like(f"{p}%") for p in prefixes[library]]))).scalar()
+                out[library] = {"data_as_of": _plain(newest), "last_successful_run": _plain(run)}
+
+        self._run(read)
+        self._fresh, self._fresh_at = out, time.monotonic()
+        return out
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        while self._idle:
+            self._idle.pop().close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification of declared facts (核验): match / mismatch / unknown, never the stored value
+# ---------------------------------------------------------------------------------------------
+
+PERSON_FACTS = {  # fact → (resource, item)
+    "name": ("RK.basic", "name"), "gender": ("RK.basic", "gender"), "birth_date": ("RK.basic", "birth_date"),
+    "ethnicity": ("RK.basic", "ethnicity"), "household_region": ("RK.household", "household_region"),
+    "household_address": ("RK.household", "household_address"), "marital_status": ("RK.marriage", "marital_status"),
+    "phone": ("RK.contact", "phone"), "person_status": ("RK.status", "person_status"),
+}
+ENTITY_FACTS = {
+    "entity_name": ("FR.registration", "entity_name"), "legal_representative": ("FR.registration", "legal_representative"),
+    "establishment_date": ("FR.registration", "establishment_date"),
+    "registered_address": ("FR.registration", "registered_address"), "status": ("FR.status", "status"),
+}
+LICENCE_FACT = "licence_number"
+
+
+def normalised(value: Any) -> str:
+    """Comparable text: NFKC, no surrounding or inner blanks, upper case."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(value))).upper()
+
+
+def compare(item: str, declared: Any, stored: Any) -> str:
+    """'match', 'mismatch' or 'unknown' (the library holds no value) for one declared fact."""
+    if stored is None or stored == "":
+        return "unknown"
+    if item == "marital_status":
+        declared_code = next((code for code, label in MARITAL.items() if label == str(declared).strip()), str(declared).strip())
+        stored_code = str(stored)
+        if declared_code in ("20", "21", "22", "23") and stored_code in ("20", "21", "22", "23"):
+            return "match"  # 已婚 covers 初婚/再婚/复婚
+        return "match" if declared_code == stored_code else "mismatch"
+    if item == "gender":
+        labels = {"男": "1", "女": "2"}
+        return "match" if labels.get(str(declared).strip(), str(declared).strip()) == str(stored) else "mismatch"
+    return "match" if normalised(declared) == normalised(stored) else "mismatch"
+
+
+__all__ = ["BadSubject", "ENTITY_FACTS", "ENTITY_ITEMS", "LICENCE_FACT", "PERSON_FACTS", "PERSON_ITEMS", "Reader",
+           "compare", "person_key", "resident_id", "shape", "subject_of", "uscc"]
