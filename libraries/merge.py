@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -27,12 +29,15 @@ import sqlalchemy as sa
 
 from hub.crypto import FieldCipher, get_cipher
 from hub.models import GoldenVersion, LibraryClaim, QualityConflict, StewardOverride
-from libraries.bulk import chunks, delete_where_in, insert_rows
+from libraries.bulk import JsonText, chunks, delete_where_in, in_values, insert_rows, update_where_id
 from libraries.registry import get_library
 from libraries.spec import Claims, LibrarySpec
 from libraries.survivorship import ActiveOverride, LiveClaim, Survivor, canonical_value, survive
 
+UTC = dt.timezone.utc
+
 BATCH_KEYS = 50_000
+SQLITE_CACHE_KIB = 256 * 1024  # page cache of a merging SQLite connection
 TOMBSTONE_HASH_INPUT = "tombstone"
 CLAIMS = LibraryClaim.__table__
 VERSIONS = GoldenVersion.__table__
@@ -48,18 +53,31 @@ def canonical(fields: dict[str, Any]) -> str:
 def restore(spec: LibrarySpec, record: dict[str, Any]) -> dict[str, Any]:
     """JSON values back to the Python types of the current table's columns of the same name (dates, decimals)."""
     out = dict(record)
-    columns = spec.table.c
-    for name, value in record.items():
-        if not isinstance(value, str) or name not in columns:
-            continue
-        kind = columns[name].type
-        if isinstance(kind, sa.DateTime):
-            out[name] = dt.datetime.fromisoformat(value)
-        elif isinstance(kind, sa.Date):
-            out[name] = dt.date.fromisoformat(value[:10])
-        elif isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
-            out[name] = Decimal(value)
+    for name, convert in _converters(spec.table).items():
+        value = record.get(name)
+        if isinstance(value, str):
+            out[name] = convert(value)
     return out
+
+
+_CONVERTERS: dict[sa.Table, dict[str, Any]] = {}
+
+
+def _converters(table: sa.Table) -> dict[str, Any]:
+    """Per column of a current table whose JSON text must become another Python type: the conversion."""
+    found = _CONVERTERS.get(table)
+    if found is None:
+        found = {}
+        for column in table.c:
+            kind = column.type
+            if isinstance(kind, sa.DateTime):
+                found[column.name] = dt.datetime.fromisoformat
+            elif isinstance(kind, sa.Date):
+                found[column.name] = lambda value: dt.date.fromisoformat(value[:10])
+            elif isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float):
+                found[column.name] = Decimal
+        found = _CONVERTERS[table] = found
+    return found
 
 
 def _source_keys(claims: Claims) -> list[str]:
@@ -90,28 +108,49 @@ def merge_claims(engine: sa.Engine, library: str, claims: Claims, *, source_id: 
     counts = {"claims": len(claims), "claims_changed": 0, "claims_unchanged": 0, "keys_touched": 0, "versions": 0,
               "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
     for batch in chunks(list(last.values()), BATCH_KEYS):
-        with engine.begin() as connection:
-            touched = _store_claims(connection, spec, cipher, claims, batch, source_keys, source_id=source_id, run_id=run_id,
-                                    extracted_at=extracted_at, ruleset_version=ruleset_version)
+        with engine.connect() as connection, _large_cache(connection), connection.begin():
+            touched, fresh = _store_claims(connection, spec, cipher, claims, batch, source_keys, source_id=source_id,
+                                           run_id=run_id, extracted_at=extracted_at, ruleset_version=ruleset_version)
             counts["claims_changed"] += len(touched)
             counts["claims_unchanged"] += len(batch) - len(touched)
-            result = recompute(connection, spec, touched, at=extracted_at, run_id=run_id, source_id=source_id)
+            result = recompute(connection, spec, touched, at=extracted_at, run_id=run_id, source_id=source_id,
+                               fresh=fresh)
         for name, value in result.items():
             counts[name] += value
     return counts
 
 
+@contextmanager
+def _large_cache(connection: sa.Connection) -> Iterator[None]:
+    """SQLite: a page cache big enough for a batch's writes while merging (the default 2 MB spills pages to the WAL
+    long before the commit); the connection's own setting again afterwards (it goes back to the pool)."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+    connection.commit()  # ends SQLAlchemy's autobegun transaction (a PRAGMA opens none in SQLite)
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+        connection.commit()
+
+
 def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, claims: Claims, batch: list[int],
                   source_keys: list[str], *, source_id: str, run_id: str, extracted_at: dt.datetime,
-                  ruleset_version: str | None) -> list[str]:
-    """Replace the source's stored claims that changed; returns the subjects whose claim changed."""
+                  ruleset_version: str | None) -> tuple[list[str], dict[str, LiveClaim | None]]:
+    """Replace the source's stored claims that changed; returns the subjects whose claim changed, and the source's
+    new claim about each of them as recompute would read it back (None: withdrawn)."""
     payloads = ["{}" if claims.deleted[i] else canonical(claims.fields[i]) for i in batch]
     hashes = cipher.index_hash_many([p + ("|deleted" if claims.deleted[i] else "") for p, i in zip(payloads, batch)])
     existing: dict[str, Any] = {}
-    for part in chunks([claims.keys[i] for i in batch]):
-        query = sa.select(CLAIMS.c.id, CLAIMS.c.entity_key, CLAIMS.c.payload_hash, CLAIMS.c.deleted).where(
-            CLAIMS.c.library == spec.name, CLAIMS.c.source_id == source_id, CLAIMS.c.entity_key.in_(part))
-        existing.update({row.entity_key: row for row in connection.execute(query)})
+    if _has_claims(connection, spec.name, source_id):  # a source's first load has nothing to compare with
+        for part in chunks([claims.keys[i] for i in batch]):
+            # by (library, entity_key) only, so the planner takes the unique index; other sources' rows are dropped here
+            query = sa.select(CLAIMS.c.id, CLAIMS.c.entity_key, CLAIMS.c.source_id, CLAIMS.c.payload_hash, CLAIMS.c.deleted).where(
+                CLAIMS.c.library == spec.name, in_values(connection, CLAIMS.c.entity_key, part))
+            existing.update({row.entity_key: row for row in connection.execute(query) if row.source_id == source_id})
     changed: list[int] = []
     for n, i in enumerate(batch):
         before = existing.get(claims.keys[i])
@@ -121,7 +160,7 @@ def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCip
             continue
         changed.append(n)
     if not changed:
-        return []
+        return [], {}
     replaced = [existing[claims.keys[batch[n]]].id for n in changed if claims.keys[batch[n]] in existing]
     delete_where_in(connection, CLAIMS, "id", replaced)
     encrypted = cipher.encrypt_many([payloads[n] for n in changed])
@@ -130,44 +169,78 @@ def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCip
              "valid_from": claims.valid_from[batch[n]], "ruleset_version": ruleset_version, "payload_enc": encrypted[k],
              "payload_hash": hashes[n], "deleted": bool(claims.deleted[batch[n]])} for k, n in enumerate(changed)]
     insert_rows(connection, CLAIMS, rows)
-    return [claims.keys[batch[n]] for n in changed]
+    # what _live_claims would read back: times as stored (UTC), the payload as JSON
+    extracted_utc = extracted_at.astimezone(UTC)
+    fresh: dict[str, LiveClaim | None] = {}
+    for row, n in zip(rows, changed):
+        valid_from = row["valid_from"]
+        fresh[row["entity_key"]] = None if row["deleted"] else LiveClaim(
+            source_id, row["source_key"], run_id, extracted_utc, valid_from.astimezone(UTC) if valid_from else None,
+            ruleset_version, json.loads(payloads[n]))
+    return [row["entity_key"] for row in rows], fresh
+
+
+def _has_claims(connection: sa.Connection, library: str, source_id: str) -> bool:
+    """Whether the library holds any claim of the source."""
+    query = sa.select(CLAIMS.c.id).where(CLAIMS.c.library == library, CLAIMS.c.source_id == source_id).limit(1)
+    return connection.execute(query).first() is not None
 
 
 def recompute(connection: sa.Connection, spec: LibrarySpec, keys: list[str], *, at: dt.datetime, run_id: str,
-              source_id: str) -> dict[str, int]:
-    """Recompute the golden records of the given subjects (inside the caller's transaction)."""
+              source_id: str, fresh: dict[str, LiveClaim | None] | None = None) -> dict[str, int]:
+    """Recompute the golden records of the given subjects (inside the caller's transaction).
+
+    `fresh`: claims of `source_id` just stored in this transaction, by subject (None = withdrawn), so they need not
+    be read back and decrypted; it must cover every given subject then."""
     counts = {"keys_touched": len(keys), "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
     cipher = get_cipher()
+    fields = spec.fields
+    tombstone_hash = cipher.index_hash(TOMBSTONE_HASH_INPUT)
     for part in chunks(sorted(set(keys))):
-        live = _live_claims(connection, spec, cipher, part)
+        if fresh is None:
+            live = _live_claims(connection, spec, cipher, part)
+        else:
+            live = _live_claims(connection, spec, cipher, part, except_source=source_id)
+            for key in part:
+                claim = fresh[key]
+                if claim is not None:
+                    live.setdefault(key, []).append(claim)
         overrides = active_overrides(connection, spec.name, part, cipher)
         current = _current_versions(connection, spec.name, part)
         new_versions: list[dict[str, Any]] = []
+        new_keys: list[str] = []
+        record_texts: list[str] = []
         closing: list[dict[str, Any]] = []
-        records: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        records: dict[str, tuple[dict[str, Any], JsonText]] = {}
         gone: list[str] = []
         conflicts: dict[str, list[dict[str, Any]]] = {}
+        lineage_texts: dict[int, tuple[dict[str, Any], str]] = {}  # lineage entries serialised in this part
         for key in part:
             now = current.get(key)
-            if not live.get(key):
+            claims = live.get(key)
+            if not claims:
                 if now is not None and not now.tombstone:
-                    new_versions.append(_version_row(spec, cipher, key, now, None, at, run_id))
+                    new_versions.append(_version_row(spec, cipher, key, now, None, at, run_id, tombstone_hash))
                     gone.append(key)
                 continue
-            survivor = survive(spec.name, spec.fields, live[key], overrides.get(key, []))
+            survivor = survive(spec.name, fields, claims, overrides.get(key, []))
             conflicts[key] = survivor.conflicts
-            digest = _record_hash(cipher, survivor)
+            record_text = canonical_value(survivor.record)
+            digest = _record_hash(cipher, survivor, record_text)
             if now is not None and not now.tombstone and now.record_hash == digest:
                 continue
-            new_versions.append(_version_row(spec, cipher, key, now, survivor, at, run_id, digest))
-            records[key] = (survivor.record, survivor.lineage)
+            lineage = _lineage_text(survivor.lineage, lineage_texts)
+            new_versions.append(_version_row(spec, cipher, key, now, survivor, at, run_id, digest, lineage))
+            new_keys.append(key)
+            record_texts.append(record_text)
+            records[key] = (survivor.record, lineage)
+        for row, text in zip((r for r in new_versions if not r["tombstone"]), cipher.encrypt_many(record_texts)):
+            row["record_enc"] = text
         for row in new_versions:
             now = current.get(row["entity_key"])
             if now is not None:
-                closing.append({"b_id": now.id, "b_superseded_at": row["recorded_at"], "b_valid_to": row["valid_from"]})
-        if closing:
-            connection.execute(sa.update(VERSIONS).where(VERSIONS.c.id == sa.bindparam("b_id")).values(
-                superseded_at=sa.bindparam("b_superseded_at"), valid_to=sa.bindparam("b_valid_to")), closing)
+                closing.append({"id": now.id, "superseded_at": row["recorded_at"], "valid_to": row["valid_from"]})
+        update_where_id(connection, VERSIONS, closing)
         insert_rows(connection, VERSIONS, new_versions)
         _write_current(connection, spec, records, gone, at=at, run_id=run_id, source_id=source_id)
         opened, resolved = _record_conflicts(connection, spec, part, conflicts, run_id)
@@ -178,16 +251,26 @@ def recompute(connection: sa.Connection, spec: LibrarySpec, keys: list[str], *, 
     return counts
 
 
-def _live_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, keys: list[str]) -> dict[str, list[LiveClaim]]:
-    """Every source's live (not withdrawn) claim about each subject, decrypted."""
-    query = sa.select(CLAIMS).where(CLAIMS.c.library == spec.name, CLAIMS.c.entity_key.in_(keys), CLAIMS.c.deleted.is_(False))
+def _live_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, keys: list[str],
+                 except_source: str | None = None) -> dict[str, list[LiveClaim]]:
+    """Every source's live (not withdrawn) claim about each subject, decrypted (but the excepted source's)."""
+    query = sa.select(CLAIMS.c.entity_key, CLAIMS.c.source_id, CLAIMS.c.source_key, CLAIMS.c.run_id, CLAIMS.c.extracted_at,
+                      CLAIMS.c.valid_from, CLAIMS.c.ruleset_version, CLAIMS.c.payload_enc).where(
+        CLAIMS.c.library == spec.name, in_values(connection, CLAIMS.c.entity_key, keys), CLAIMS.c.deleted.is_(False))
+    if except_source is not None:
+        query = query.where(CLAIMS.c.source_id != except_source)
     rows = list(connection.execute(query))
     payloads = cipher.decrypt_many([row.payload_enc for row in rows])
     out: dict[str, list[LiveClaim]] = {}
+    loads = json.loads
     for row, payload in zip(rows, payloads):
         claim = LiveClaim(row.source_id, row.source_key, row.run_id, row.extracted_at, row.valid_from, row.ruleset_version,
-                          json.loads(payload))
-        out.setdefault(row.entity_key, []).append(claim)
+                          loads(payload))
+        found = out.get(row.entity_key)
+        if found is None:
+            out[row.entity_key] = [claim]
+        else:
+            found.append(claim)
     return out
 
 
@@ -195,7 +278,7 @@ def active_overrides(connection: sa.Connection, library: str, keys: list[str], c
                      ) -> dict[str, list[ActiveOverride]]:
     """Active steward overrides of the subjects (the newest per field wins if several are active)."""
     cipher = cipher or get_cipher()
-    query = (sa.select(OVERRIDES).where(OVERRIDES.c.library == library, OVERRIDES.c.entity_key.in_(keys),
+    query = (sa.select(OVERRIDES).where(OVERRIDES.c.library == library, in_values(connection, OVERRIDES.c.entity_key, keys),
                                         OVERRIDES.c.revoked_at.is_(None)).order_by(OVERRIDES.c.id))
     rows = list(connection.execute(query))
     values = cipher.decrypt_many([row.value_enc for row in rows])
@@ -209,32 +292,61 @@ def active_overrides(connection: sa.Connection, library: str, keys: list[str], c
 def _current_versions(connection: sa.Connection, library: str, keys: list[str]) -> dict[str, _Current]:
     """The current golden version of each subject that has one."""
     query = sa.select(VERSIONS.c.id, VERSIONS.c.entity_key, VERSIONS.c.version, VERSIONS.c.record_hash, VERSIONS.c.tombstone,
-                      VERSIONS.c.recorded_at).where(VERSIONS.c.library == library, VERSIONS.c.entity_key.in_(keys),
+                      VERSIONS.c.recorded_at).where(VERSIONS.c.library == library, in_values(connection, VERSIONS.c.entity_key, keys),
                                                     VERSIONS.c.superseded_at.is_(None))
     return {row.entity_key: _Current(row.id, row.version, row.record_hash, row.tombstone, row.recorded_at)
             for row in connection.execute(query)}
 
 
-def _record_hash(cipher: FieldCipher, survivor: Survivor) -> str:
-    """HMAC of the record and of where each field came from (a source or an override), so either change is a version."""
-    origin = {name: (f"override:{line['override']}" if "override" in line else line["source_id"])
-              for name, line in survivor.lineage.items()}
-    return cipher.index_hash(canonical_value({"record": survivor.record, "from": origin}))
+def _record_hash(cipher: FieldCipher, survivor: Survivor, record_text: str | None = None) -> str:
+    """HMAC of the record and of where each field came from (a source or an override), so either change is a version:
+    canonical JSON of {"from": …, "record": …} (record_text: the record's canonical JSON, if already made)."""
+    origin = tuple((name, f"override:{line['override']}" if "override" in line else line["source_id"])
+                   for name, line in survivor.lineage.items())
+    origin_text = _ORIGINS.get(origin)
+    if origin_text is None:
+        if len(_ORIGINS) > 100_000:
+            _ORIGINS.clear()
+        origin_text = _ORIGINS[origin] = canonical_value(dict(origin))
+    if record_text is None:
+        record_text = canonical_value(survivor.record)
+    # = canonical_value({"record": record, "from": origin}): sorted keys, no spaces
+    return cipher.index_hash(f'{{"from":{origin_text},"record":{record_text}}}')
+
+
+_ORIGINS: dict[tuple[tuple[str, str], ...], str] = {}  # field -> origin pairs (few patterns recur) -> canonical JSON
+
+
+def _lineage_text(lineage: dict[str, dict[str, Any]], done: dict[int, tuple[dict[str, Any], str]]) -> JsonText:
+    """The lineage as the engine's JSON serialiser writes it (json.dumps, ensure_ascii=False), each entry serialised
+    once however many fields share it (done: entry id -> (entry, its JSON); holding the entry keeps its id unique)."""
+    parts = []
+    for name, line in lineage.items():
+        found = done.get(id(line))
+        if found is None:
+            found = done[id(line)] = (line, _JSON.encode(line))
+        label = _LABELS.get(name)
+        if label is None:
+            label = _LABELS[name] = _JSON.encode(name) + ": "
+        parts.append(label + found[1])
+    return JsonText("{" + ", ".join(parts) + "}")
+
+
+_LABELS: dict[str, str] = {}  # field name -> its JSON key and separator
+_JSON = json.JSONEncoder(ensure_ascii=False)  # = json.dumps(value, ensure_ascii=False), the engines' JSON serialiser
 
 
 def _version_row(spec: LibrarySpec, cipher: FieldCipher, key: str, now: _Current | None, survivor: Survivor | None,
-                 at: dt.datetime, run_id: str, digest: str | None = None) -> dict[str, Any]:
-    """A new golden_version row (survivor None = tombstone)."""
+                 at: dt.datetime, run_id: str, digest: str, lineage: JsonText | None = None) -> dict[str, Any]:
+    """A new golden_version row (survivor None = tombstone; record_enc is filled in by the caller, in bulk)."""
     recorded = max(at, now.recorded_at) if now is not None else at  # record time never runs backwards for a subject
     return {"library": spec.name, "entity_key": key, "version": (now.version + 1) if now else 1,
             "valid_from": (survivor.valid_from if survivor else None) or recorded, "valid_to": None,
-            "recorded_at": recorded, "superseded_at": None, "tombstone": survivor is None,
-            "record_enc": cipher.encrypt(canonical_value(survivor.record)) if survivor else None,
-            "record_hash": digest or cipher.index_hash(TOMBSTONE_HASH_INPUT), "lineage": survivor.lineage if survivor else None,
-            "run_id": run_id}
+            "recorded_at": recorded, "superseded_at": None, "tombstone": survivor is None, "record_enc": None,
+            "record_hash": digest, "lineage": lineage if survivor else None, "run_id": run_id}
 
 
-def _write_current(connection: sa.Connection, spec: LibrarySpec, records: dict[str, tuple[dict[str, Any], dict[str, Any]]],
+def _write_current(connection: sa.Connection, spec: LibrarySpec, records: dict[str, tuple[dict[str, Any], JsonText]],
                    gone: list[str], *, at: dt.datetime, run_id: str, source_id: str) -> None:
     """Rewrite the current rows of changed subjects and delete the tombstoned ones (delete + bulk insert)."""
     keys = list(records)
@@ -264,7 +376,7 @@ def _record_conflicts(connection: sa.Connection, spec: LibrarySpec, keys: list[s
     prefix = f"MERGE-{spec.name}-"
     existing = {(r.source_id, r.source_key, r.rule_id): r for r in connection.execute(
         sa.select(CONFLICTS.c.id, CONFLICTS.c.source_id, CONFLICTS.c.source_key, CONFLICTS.c.rule_id, CONFLICTS.c.first_run_id,
-                  CONFLICTS.c.status).where(CONFLICTS.c.subject_key.in_(keys), CONFLICTS.c.rule_id.startswith(prefix)))}
+                  CONFLICTS.c.status).where(in_values(connection, CONFLICTS.c.subject_key, keys), CONFLICTS.c.rule_id.startswith(prefix)))}
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for key, found in conflicts.items():
         for c in found:
@@ -280,7 +392,7 @@ def _record_conflicts(connection: sa.Connection, spec: LibrarySpec, keys: list[s
     upsert(connection, CONFLICTS, list(rows.values()), ["source_id", "source_key", "rule_id"])
     stale = [row.id for k, row in existing.items() if k not in rows and row.status == "open"]
     for part in chunks(stale):
-        connection.execute(sa.update(CONFLICTS).where(CONFLICTS.c.id.in_(part)).values(status="resolved", last_run_id=run_id))
+        connection.execute(sa.update(CONFLICTS).where(in_values(connection, CONFLICTS.c.id, part)).values(status="resolved", last_run_id=run_id))
     return len(rows), len(stale)
 
 
@@ -290,7 +402,7 @@ def withdrawals(engine: sa.Engine, library: str, source_id: str, source_keys: li
     with engine.connect() as connection:
         for part in chunks(source_keys):
             query = sa.select(CLAIMS.c.entity_key, CLAIMS.c.source_key).where(
-                CLAIMS.c.library == library, CLAIMS.c.source_id == source_id, CLAIMS.c.source_key.in_(part))
+                CLAIMS.c.library == library, CLAIMS.c.source_id == source_id, in_values(connection, CLAIMS.c.source_key, part))
             for row in connection.execute(query):
                 out.add(row.entity_key, {}, None, -1, deleted=True, source_key=row.source_key)
     return out

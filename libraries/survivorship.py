@@ -111,7 +111,7 @@ def same(a: Any, b: Any) -> bool:
 
 def canonical_value(value: Any) -> str:
     """One value as canonical JSON text."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    return _CANONICAL.encode(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -130,16 +130,29 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"无法序列化 cannot serialise {type(value).__name__}")
 
 
+# = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default), without
+# building an encoder per call (an encoder keeps no state between calls)
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
 def _rank(claim: LiveClaim, authority: tuple[str, ...], completeness: int) -> tuple:
     """Sort key: authority, then recency (valid_from, extracted_at), then completeness, then source id."""
-    department = department_of(claim.source_id)
-    position = len(authority)
+    return (_position(claim.source_id, authority), *_tail(claim, completeness))
+
+
+def _position(source_id: str, authority: tuple[str, ...]) -> int:
+    """Where a source stands in an authority list (its id or its department; unlisted = after every listed one)."""
+    department = department_of(source_id)
     for i, entry in enumerate(authority):
-        if entry == claim.source_id or entry == department:
-            position = i
-            break
+        if entry == source_id or entry == department:
+            return i
+    return len(authority)
+
+
+def _tail(claim: LiveClaim, completeness: int) -> tuple:
+    """The rank after authority: recency (valid_from, extracted_at), completeness, source id, source key."""
     valid = claim.valid_from.timestamp() if claim.valid_from else _OLDEST
-    return (position, -valid, -claim.extracted_at.timestamp(), -completeness, claim.source_id, claim.source_key)
+    return (-valid, -claim.extracted_at.timestamp(), -completeness, claim.source_id, claim.source_key)
 
 
 def _lineage_of(claim: LiveClaim) -> dict[str, Any]:
@@ -149,36 +162,75 @@ def _lineage_of(claim: LiveClaim) -> dict[str, Any]:
             "valid_from": claim.valid_from.isoformat() if claim.valid_from else None}
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """same(a, b), without serialising the common case of two texts."""
+    if type(a) is str and type(b) is str:
+        return a == b
+    return same(a, b)
+
+
 def survive(library: str, fields: tuple[str, ...], claims: list[LiveClaim], overrides: list[ActiveOverride]) -> Survivor:
-    """The golden record of one subject from its live claims and active overrides."""
+    """The golden record of one subject from its live claims and active overrides.
+
+    Every field won by the same claim shares one lineage dict (do not mutate a Survivor's lineage entries)."""
+    if len(claims) == 1 and not overrides:
+        return _survive_single(fields, claims[0])
+    return _survive_ranked(library, fields, claims, overrides)
+
+
+def _survive_ranked(library: str, fields: tuple[str, ...], claims: list[LiveClaim], overrides: list[ActiveOverride]) -> Survivor:
+    """The general case: rank the claims per authority list, pick per field, collect disagreements."""
     rules = rules_for(library)
-    completeness = {id(c): sum(v is not None for v in c.fields.values()) for c in claims}
+    tails = [_tail(c, sum(v is not None for v in c.fields.values())) for c in claims]
+    orders: dict[tuple[str, ...], list[int]] = {}  # authority list -> claim positions, best first (a total order)
+    lineages: dict[int, dict[str, Any]] = {}
     by_field = {o.field: o for o in overrides}
     record: dict[str, Any] = {}
     lineage: dict[str, dict[str, Any]] = {}
     conflicts: list[dict[str, Any]] = []
     valid_from: dt.datetime | None = None
     for name in fields:
-        candidates = [c for c in claims if c.fields.get(name) is not None]  # a null never beats a value
-        candidates.sort(key=lambda c: _rank(c, rules.authority(name), completeness[id(c)]))
-        winner = candidates[0] if candidates else None
-        for loser in candidates[1:]:
-            if not same(loser.fields[name], winner.fields[name]):
-                conflicts.append({"field": name, "source_id": loser.source_id, "source_key": loser.source_key,
-                                  "value": loser.fields[name], "reference_source_id": winner.source_id,
-                                  "reference_key": winner.source_key, "reference_value": winner.fields[name]})
+        authority = rules.authority(name)
+        order = orders.get(authority)
+        if order is None:
+            ranks = [(_position(c.source_id, authority), *tails[i]) for i, c in enumerate(claims)]
+            order = orders[authority] = sorted(range(len(claims)), key=ranks.__getitem__)
+        candidates = [i for i in order if claims[i].fields.get(name) is not None]  # a null never beats a value
+        winner = claims[candidates[0]] if candidates else None
+        if winner is not None:
+            value = winner.fields[name]
+            for i in candidates[1:]:
+                loser = claims[i]
+                if not _same_value(loser.fields[name], value):
+                    conflicts.append({"field": name, "source_id": loser.source_id, "source_key": loser.source_key,
+                                      "value": loser.fields[name], "reference_source_id": winner.source_id,
+                                      "reference_key": winner.source_key, "reference_value": value})
         override = by_field.get(name)
         if override is not None:  # a steward's correction is applied last: no collection erases it
             record[name] = override.value
             lineage[name] = {"override": override.id, "steward": override.steward, "at": override.created_at.isoformat()}
         elif winner is not None:
             record[name] = winner.fields[name]
-            lineage[name] = _lineage_of(winner)
+            line = lineages.get(candidates[0])
+            if line is None:
+                line = lineages[candidates[0]] = _lineage_of(winner)
+            lineage[name] = line
             if winner.valid_from and (valid_from is None or winner.valid_from > valid_from):
                 valid_from = winner.valid_from
         else:
             record[name] = None
     return Survivor(record, lineage, conflicts, valid_from)
+
+
+def _survive_single(fields: tuple[str, ...], claim: LiveClaim) -> Survivor:
+    """One live claim and no override: the claim is the record (no ranking, no conflicts), one lineage for every field."""
+    values = claim.fields
+    record = {name: values.get(name) for name in fields}
+    present = [name for name in fields if record[name] is not None]
+    if not present:
+        return Survivor(record, {}, [], None)
+    line = _lineage_of(claim)
+    return Survivor(record, dict.fromkeys(present, line), [], claim.valid_from or None)
 
 
 __all__ = ["ActiveOverride", "LiveClaim", "Rules", "Survivor", "SurvivorshipError", "canonical_value", "load_rules",
