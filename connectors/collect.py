@@ -43,6 +43,7 @@ from connectors.registry import SourceSpec, get_source
 from connectors.snapshot import SnapshotDiff
 from connectors.sql import SqlConnector
 from hub.db import engine_for
+from hub.faults import fault_point
 from hub.models import SourceRun
 from hub.settings import get_settings
 
@@ -329,6 +330,7 @@ def collect(source_id: str, run_id: str, window: tuple[Any, Any] | None = None) 
         else:
             _same_request(spec, run_id, landing, bounds)
         record_landing(engine, landing, started_at)
+        fault_point("collect.before_commit")
         commit = getattr(connector, "commit", None)
         if commit is not None:  # after the run is recorded: a crash before this re-reads, never skips
             commit(landing)

@@ -21,7 +21,9 @@
   as superseded; connectors.snapshot then lands only its differences from the previous list. With
   `snapshot_files: all`, the new files of a run together form the list (a list split by region, say).
 - Files must be dropped atomically (written under a temporary name, then renamed): names starting with
-  '.' or '~$' and ending in .tmp/.part are ignored.
+  '.' or '~$' and ending in .tmp/.part are ignored. A file that is written in place anyway is caught when its
+  size or modification time changes while it is read, or (registry `settle_seconds`) when it changed less than
+  that long ago: it is left for the next run (details.still_writing), neither landed nor recorded.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from time import time as epoch_seconds
 from typing import Any, TextIO
 
 import numpy as np
@@ -78,6 +81,7 @@ class FileOptions:
     # Snapshot mode: every file is the department's complete list, so of the new files only the newest (last in
     # name order) that can be read is landed; older new files are superseded (recorded, never read).
     latest_only: bool = False
+    settle_seconds: float = 0.0  # a file changed less than this long ago may still be being written: wait
 
 
 @dataclass
@@ -155,6 +159,7 @@ class FileConnector:
         self._rejected: list[dict[str, str]] = []
         self._duplicates: list[dict[str, str]] = []
         self._superseded: list[dict[str, str]] = []
+        self._still_writing: list[dict[str, str]] = []
         self._already_known = 0
 
     def arrow_schema(self) -> pa.Schema:
@@ -191,6 +196,7 @@ class FileConnector:
             "duplicates": list(self._duplicates),
             "already_known": self._already_known,  # loaded or rejected by an earlier run
             **({"superseded": list(self._superseded)} if self.options.latest_only else {}),
+            **({"still_writing": list(self._still_writing)} if self._still_writing else {}),
         }
 
     def commit(self, landing: Landing) -> None:
@@ -226,6 +232,10 @@ class FileConnector:
         candidates = self._candidates()
         for path in reversed(candidates) if self.options.latest_only else candidates:
             name = path.relative_to(self.folder).as_posix()
+            before = path.stat()
+            if epoch_seconds() - before.st_mtime < self.options.settle_seconds:
+                self._wait_for(name, f"{self.options.settle_seconds:g} 秒内仍有改动 changed within settle_seconds")
+                continue
             sha = file_sha256(path)
             if sha in known:
                 self._already_known += 1
@@ -251,10 +261,20 @@ class FileConnector:
                 raise SourceError(
                     f"数据源 {self.source_id}: 读取 {name} 时意外出错 unexpected error reading {name}: {type(error).__name__}: {error}"
                 ) from error
+            if _changed(before, path):  # written while read: the spool may hold half a file
+                shutil.rmtree(spool.folder, ignore_errors=True)
+                del seen[sha]
+                self._wait_for(name, "读取期间文件仍在变化 the file changed while it was read")
+                continue
             spools.append(spool)
             self.pending_fingerprints[sha] = name
         self._spools = spools
         return spools
+
+    def _wait_for(self, name: str, reason: str) -> None:
+        """Leave a file that is still being written for the next run (not landed, not rejected, not recorded)."""
+        log.warning("数据源 %s: %s 仍在写入，下次再采 still being written, left for the next run: %s", self.source_id, name, reason)
+        self._still_writing.append({"file": name, "reason": reason})
 
     def _candidates(self) -> list[Path]:
         """Files matching the glob, in name order, without hidden, temporary or partial uploads."""
@@ -323,6 +343,10 @@ class FileConnector:
                 spool.write(_invalid_csv_rows(invalid, written_invalid, len(names)))
             spool.write(_invalid_csv_rows(invalid, written_invalid, len(names)))
         except (pa.ArrowInvalid, UnicodeDecodeError) as error:
+            if "straddl" in str(error):  # pyarrow's words for a record longer than one parse block
+                raise FileRejected(f"CSV 无法解析：有一条记录超过 {CSV_BLOCK >> 20} MiB（超长单元格或引号未闭合）"
+                                   f"cannot parse CSV: a record is longer than {CSV_BLOCK >> 20} MiB "
+                                   "(an oversized cell or an unclosed quote)") from error
             raise FileRejected(f"CSV 无法解析 cannot parse CSV: {str(error).splitlines()[0][:300]}") from error
 
     def _parse_xlsx(self, path: Path, spool: _Spool) -> None:
@@ -459,6 +483,15 @@ class _RecordChunk:
         self.records, self.numbers, self.errors, self.raws = [], [], [], []
 
 
+def _changed(before: Any, path: Path) -> bool:
+    """True when a file's size or modification time differs from `before` (or it is gone)."""
+    try:
+        after = path.stat()
+    except OSError:
+        return True
+    return (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
+
+
 def file_connector(spec, connection: dict[str, Any], data_root: Path) -> FileConnector:
     """The connector of a registered file source (options: glob or globs, format, encodings, delimiter, sheet, required_columns)."""
     extra = connection.get("extra") or {}
@@ -481,6 +514,7 @@ def file_connector(spec, connection: dict[str, Any], data_root: Path) -> FileCon
         sheet=options.get("sheet"),
         required_columns=tuple(spec.primary_key if required is None else required),
         latest_only=spec.mode == "snapshot" and snapshot_files == "latest",
+        settle_seconds=float(options.get("settle_seconds", 0)),
     )
     return FileConnector(
         spec.id,
@@ -499,10 +533,16 @@ def detect_encoding(path: Path, candidates: tuple[str, ...] = DEFAULT_ENCODINGS)
     """The encoding a text file decodes with: its BOM, else the first candidate that decodes the whole file strictly."""
     with open(path, "rb") as handle:
         head = handle.read(64 * 1024)
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
+    # UTF-32's little-endian BOM begins with UTF-16's, so it is looked for first.
+    boms = (((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "utf-32"), ((codecs.BOM_UTF8,), "utf-8-sig"),
+            ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-16"))
+    for marks, encoding in boms:
+        if head.startswith(marks):
+            problem = _decode_problem(path, encoding)  # a BOM in front of other bytes (e.g. GBK) is not that encoding
+            if problem is not None:
+                raise FileRejected(f"文件带 {encoding} 的 BOM，但内容不是 {encoding} the file has a {encoding} BOM but does not "
+                                   f"decode as {encoding} ({problem}){_charset_hint(head)}")
+            return encoding
     if b"\x00" in head:  # valid UTF-8 but not text: binary, or UTF-16 without a BOM
         raise FileRejected(f"含 NUL 字节，不是文本文件 contains NUL bytes, not a text file{_charset_hint(head)}")
     failures = []

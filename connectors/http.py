@@ -153,7 +153,13 @@ class HttpConnector:
                     yield self._batch(pending, columns, schema)
                     pending = []
                 total = body.get(options.total_key)
-                if len(records) < options.page_size or (isinstance(total, int) and read >= total):
+                if isinstance(total, int) and read >= total:
+                    break
+                if len(records) < options.page_size:
+                    if isinstance(total, int) and read < total:  # a short page before the end: records went missing
+                        raise SourceError(
+                            f"数据源 {self.source_id}: 分页不完整 incomplete page {page}: 已读 {read} 条，接口称共 {total} 条 "
+                            f"read {read} of {total} records; 本次不落地 nothing is landed")
                     break
                 page += 1
         if pending:

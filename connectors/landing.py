@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors.base import Watermark
+from hub.faults import fault_point
 
 DATA_FILE = "data.parquet"
 METADATA_FILE = "_landing.json"
@@ -92,6 +93,7 @@ def write_landing(
             for batch in batches:
                 writer.write_batch(batch)
                 rows += batch.num_rows
+                fault_point("landing.batch")
         extracted = (extracted_at or datetime.now(timezone.utc)).isoformat()
         # A callable is asked only after the batches are consumed: the high mark is known only then.
         watermark = (watermark() if callable(watermark) else watermark) or Watermark()
@@ -111,7 +113,9 @@ def write_landing(
             details=(details() if callable(details) else details) or {},
         )
         (staging / METADATA_FILE).write_text(json.dumps(asdict(landing), ensure_ascii=False, indent=2), encoding="utf-8")
+        fault_point("landing.before_rename")
         staging.rename(final)
+        fault_point("landing.after_rename")  # published but not recorded: a rerun must record it, not land it again
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -25,6 +25,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from connectors.base import SourceError, Watermark, rebatch
+from hub.faults import fault_point
 
 COPY_BLOCK = 1 << 20  # bytes pyarrow parses at a time: bounds the memory of the COPY path
 # Session settings of the COPY path: the text PostgreSQL writes must be the text Arrow parses exactly.
@@ -114,6 +115,7 @@ class SqlConnector:
                     if batch_high is not None and (high is None or _key_text(batch_high) > _key_text(high)):
                         high = batch_high
                 yield batch
+                fault_point("extract.sql_batch")  # a crash mid-stream: nothing may be published
         except (sa.exc.SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error) as error:  # the COPY path meets driver errors raw
             raise SourceError(f"数据源 {self.source_id} 读取失败 read failed: {_cause(error)}") from error
         except pa.ArrowInvalid as error:

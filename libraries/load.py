@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from connectors.registry import get_source, sources_for
 from hub.db import engine_for
+from hub.faults import fault_point
 from hub.models import QualityRun, QuarantinedRow, SourceRun
 from hub.settings import get_settings
 from libraries.merge import merge_claims, withdrawals
@@ -89,6 +90,7 @@ def _merge_in_batches(engine: sa.Engine, library: str, table: pa.Table, run: Sou
                               extracted_at=run.finished_at or run.started_at, ruleset_version=ruleset_version)
         for name, value in counts.items():
             totals[name] = totals.get(name, 0) + value
+        fault_point("load.between_batches")
     return totals
 
 
@@ -109,6 +111,7 @@ def load_run(engine: sa.Engine, run: SourceRun) -> dict:
         raise ConservationError(
             f"{run.source_id}/{run.run_id}: 行数不守恒 rows not conserved: in {run.rows_extracted} != "
             f"loaded {loaded} + quarantined {quarantined} + merged {merged}")
+    fault_point("load.before_mark")  # merged but still pending: a rerun merges the same claims again
     with engine.begin() as connection:
         connection.execute(sa.update(SourceRun).where(SourceRun.id == run.id).values(
             status="loaded", rows_loaded=loaded + merged, rows_rejected=quarantined, finished_at=run.finished_at))

@@ -22,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.faults import fault_point
 from hub.models import Licence
 from licences import keys
 from licences.canonical import document_bytes, timestamp_text
@@ -190,6 +191,7 @@ def seal_pending(
     if workers <= 1:
         for first, last in list(ranges):
             sealed += _store(engine, _sign_chunk(engine, first, last, key_ids, at_text), at)
+            fault_point("seal.between_chunks")
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             # submitted while the id scan goes on, so the workers start signing at once

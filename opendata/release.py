@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from hub.faults import fault_point
 from opendata import formats, signing, store
 from opendata.builders import BUILDERS, BuildContext, Built, Field
 from opendata.datasets import NOT_OPEN, DatasetSpec, catalogue_open_attribute, get_dataset, load_datasets, open_datasets
@@ -125,6 +126,23 @@ def _provenance(built: Built, gate: dict[str, Any], diffs: dict[str, pa.Table], 
     }
 
 
+def _repair_latest(data_root: Path, dataset_id: str, folder: Path) -> str | None:
+    """The latest version, first moving LATEST forward to a complete version folder a crash left it behind.
+
+    A version folder appears only complete (built, gated, signed, then renamed), so one newer than LATEST was
+    published by a run that died before it moved LATEST; without this the rerun would publish its content again
+    under the next version id.
+    """
+    latest = store.latest_version(data_root, dataset_id)
+    versions = store.list_versions(data_root, dataset_id)
+    if versions and (latest is None or store.version_key(versions[-1]) > store.version_key(latest)):
+        log.warning("开放数据集 %s: 版本 %s 已就位但 LATEST 未更新（上次发布中断），现补上 LATEST was behind, repaired",
+                    dataset_id, versions[-1])
+        _replace_text(folder / "LATEST", versions[-1] + "\n")
+        return versions[-1]
+    return latest
+
+
 def release_dataset(spec: DatasetSpec, *, engine: sa.Engine, data_root: Path, at: datetime,
                     names: NameIndex | Callable[[], NameIndex] | None = None,
                     builder: Callable[[BuildContext], Built] | None = None) -> dict[str, Any]:
@@ -141,7 +159,7 @@ def release_dataset(spec: DatasetSpec, *, engine: sa.Engine, data_root: Path, at
         table = built.table()
         data_json = formats.json_bytes(table)
         content = content_hash(spec, built.fields, data_json)
-        previous = store.latest_version(data_root, spec.id)
+        previous = _repair_latest(data_root, spec.id, folder)
         if previous is not None:
             before = store.manifest(data_root, spec.id, previous)
             if before.get("content_sha256") == content:
@@ -156,12 +174,15 @@ def release_dataset(spec: DatasetSpec, *, engine: sa.Engine, data_root: Path, at
                           folder)
             if final.exists():
                 raise ReleaseError(f"版本目录已存在，发布不可覆盖 release {spec.id}/{version} already exists")
+            fault_point("release.before_rename")
             os.rename(temp, final)
             _fsync_dir(folder)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
+        fault_point("release.before_latest")  # the version is in place but LATEST still names the previous one
         _replace_text(folder / "LATEST", version + "\n")
+    fault_point("release.before_catalog")
     publish_keys(engine, data_root)
     write_catalog(data_root)
     return {"dataset": spec.id, "status": "published", "version": version, "previous_version": previous,
@@ -285,9 +306,14 @@ def release(dataset_ids: list[str] | None = None, *, engine: sa.Engine | None = 
             spec = replace(spec, open_attribute=attribute)
         try:
             results.append(release_dataset(spec, engine=engine, data_root=data_root, at=at, names=names))
+            fault_point("release.between_datasets")
         except (PrivacyGateError, ReleaseError) as error:
             log.error("%s", error)
             failed.append({"dataset": spec.id, "error": str(error)})
+    # A run that died between a dataset's LATEST and catalog.json finds it "unchanged": bring the catalogue up to date.
+    if results:
+        publish_keys(engine, data_root)
+        write_catalog(data_root)
     return {"results": results, "failed": failed}
 
 

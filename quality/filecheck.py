@@ -121,7 +121,12 @@ def read_file(path: Path) -> tuple[pa.Table, str | None]:
     from connectors.state import FileState
 
     with tempfile.TemporaryDirectory(prefix="hub-quality-check-") as work:
-        connector = FileConnector(FILE_SOURCE, path.parent, path.name, (), FileState(Path(work) / "state.json", FILE_SOURCE),
+        # The reader takes a folder and a glob: a link under a plain name keeps names like 'a[1].csv', '*.csv' or
+        # '.hidden.csv' from matching other files, or none.
+        folder = Path(work) / "in"
+        folder.mkdir()
+        (folder / f"file{path.suffix.lower()}").symlink_to(path.resolve())
+        connector = FileConnector(FILE_SOURCE, folder, f"file{path.suffix.lower()}", (), FileState(Path(work) / "state.json", FILE_SOURCE),
                                   Path(work) / "rejected", Path(work) / "tmp", FileOptions())
         try:
             schema = connector.arrow_schema()

@@ -24,6 +24,7 @@ from connectors.landing import safe_run_id
 from connectors.registry import get_source, sources_for
 from hub.crypto import get_cipher
 from hub.db import engine_for
+from hub.faults import fault_point
 from hub.models import QualityRun, SourceRun
 from hub.settings import Settings, get_settings
 from quality import store
@@ -121,6 +122,7 @@ def check_run(engine: sa.Engine, settings: Settings, run: SourceRun, references:
                                f"{spec.library}.{spec.id}", safe_run_id(run.run_id), run_time, docs_dir(settings))
     write_verdict(rows_path, evaluation.verdict, evaluation.frame.source_keys())
     write_quarantine_file(settings, run, evaluation)
+    fault_point("quality.before_record")  # files written, run not recorded: a rerun checks it again
     with engine.begin() as connection:
         outcome = record_run(connection, run, spec.library, spec.department_code, evaluation, run_time, rows_path, gx, known)
     rule_counts = {r.id: int(evaluation.fail(r.id).sum()) for r in evaluation.rules if evaluation.fail(r.id).any()}

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from connectors.landing import safe_run_id
 from connectors.registry import get_source
+from hub.faults import fault_point
 from hub.models import SourceRun
 from schemas.mapping import standardise
 
@@ -37,6 +38,7 @@ def _write_atomically(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, temporary, compression="zstd")
+    fault_point("staging.before_replace")
     temporary.replace(path)
 
 
