@@ -37,7 +37,8 @@ ADMIN_URL = os.environ.get("HUB_BENCH_PG_URL", "postgresql+psycopg://postgres@12
 AT = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 CHUNK = 50_000
 SAMPLE_IDS = 20_000
-CONNECTIONS = 64
+CONNECTIONS = int(os.environ.get("HUB_BENCH_CONNECTIONS", "64"))
+WRK_THREADS = int(os.environ.get("HUB_BENCH_WRK_THREADS", "1"))  # 2 cores: wrk's own CPU comes out of the servers'
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂"
@@ -142,7 +143,7 @@ def drive(port: int, path: str, key: str, ids_file: Path, seconds: int, folder: 
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk 未安装：apt-get install -y wrk")
-    result = subprocess.run([wrk, "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script),
+    result = subprocess.run([wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script),
                              f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=seconds + 60)
     return parse_wrk(result.stdout)
 
@@ -166,24 +167,74 @@ def audit_rows(url: str, table: str = "audit_entry") -> int:
         engine.dispose()
 
 
-def measure(url: str, folder: Path, persons: int, seconds: int) -> dict[str, Any]:
+def _reset_database(url: str) -> None:
+    """Drop and recreate the benchmark database (SQLite: delete the file and its WAL)."""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{parsed.database}{suffix}").unlink(missing_ok=True)
+        return
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+            connection.execute(sa.text(f'CREATE DATABASE "{parsed.database}"'))
+    finally:
+        admin.dispose()
+
+
+def population_ready(engine: Any, persons: int) -> bool:
+    """Whether the cached population has `persons` rows readable under this key ring (first and last ID present)."""
+    import sqlalchemy as sa
+
+    from hub.crypto import get_cipher
+    from hub.models import Person
+
+    table = Person.__table__
+    cipher = get_cipher()
+    with engine.connect() as connection:
+        have = int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0)
+        if have != persons:
+            return False
+        first, last = _ids(1)[0], _ids(persons)[-1]
+        found = connection.execute(sa.select(sa.func.count()).select_from(table).where(
+            table.c.person_id.in_([cipher.index_hash(first), cipher.index_hash(last)]))).scalar()
+    if found != 2:
+        return False  # a database built under another key ring answers 404 to every lookup
+    from catalog.audit import _signing_key
+    from hub.crypto import DecryptionError
+
+    try:
+        _signing_key(engine, AT)  # the audit checkpoint key, encrypted under the key ring the database was built with
+    except DecryptionError:
+        return False
+    return True
+
+
+def measure(url: str, folder: Path, persons: int, seconds: int, build_only: bool = False) -> dict[str, Any]:
     """Build or reuse the population, then the full run and the bare run."""
     import sqlalchemy as sa
 
     from catalog import access
     from catalog.audit import close_writers
     from hub.db import dispose_engines, engine_for, upgrade
-    from hub.models import Person
 
     upgrade(url)
     engine = engine_for(url)
-    with engine.connect() as connection:
-        have = int(connection.execute(sa.select(sa.func.count()).select_from(Person.__table__)).scalar() or 0)
     build_seconds = None
-    if have != persons:
-        with engine.begin() as connection:
-            connection.execute(Person.__table__.delete())
+    if not population_ready(engine, persons):
+        # Built under another key ring, or another size: start from an empty database (the audit signing key and
+        # every ciphertext in it belong to the key ring it was built with).
+        dispose_engines()
+        _reset_database(url)
+        upgrade(url)
+        engine = engine_for(url)
         build_seconds = round(build_population(engine, persons), 1)
+    if build_only:
+        dispose_engines()
+        return {"persons": persons, "build_seconds": build_seconds}
     access.register_consumer(engine, "renshe", AT)
     _, key = access.issue_key(engine, "renshe", AT, "benchmark")
     ids_file = folder / "ids.txt"
@@ -208,9 +259,10 @@ def measure(url: str, folder: Path, persons: int, seconds: int) -> dict[str, Any
     bare["audit_rows"] = bare_after - bare_before
     ratio = full["requests_per_s"] / bare["requests_per_s"] if bare["requests_per_s"] else None
     return {"persons": persons, "build_seconds": build_seconds, "seconds": seconds, "connections": CONNECTIONS,
+            "wrk_threads": WRK_THREADS,
             "full": full, "bare": bare, "share_of_bare": round(ratio, 3) if ratio else None,
             "no_audit_lost": full["audit_rows"] >= full["answered"],
-            "unread_at_cutoff_within_connections": full["audit_rows"] - full["answered"] <= 2 * CONNECTIONS}
+            "unread_at_cutoff_within_connections": 0 <= full["audit_rows"] - full["answered"] <= 2 * CONNECTIONS}
 
 
 def serve_and_drive(url: str, folder: Path, key: str, ids_file: Path, seconds: int, which: str) -> dict[str, Any]:
@@ -230,7 +282,11 @@ def serve_and_drive(url: str, folder: Path, key: str, ids_file: Path, seconds: i
         _wait_port(port, process)
         time.sleep(1.0)
         warm = drive(port, path, key, ids_file, 2, folder)  # warm-up: connections, snapshots, statement caches
+        cpu = _cpu_seconds(process.pid)
         result = drive(port, path, key, ids_file, seconds, folder)
+        if cpu is not None and result["answered"]:
+            # CPU of the server processes per answered request: the figure other sessions' load disturbs least
+            result["server_cpu_us_per_request"] = round((_cpu_seconds(process.pid) - cpu) * 1e6 / result["answered"])
         result["answered"] += warm["answered"]  # audit rows are counted over both runs
     finally:
         process.terminate()
@@ -239,6 +295,19 @@ def serve_and_drive(url: str, folder: Path, key: str, ids_file: Path, seconds: i
         except subprocess.TimeoutExpired:
             process.kill()
     return result
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its children (uvicorn's workers), from /proc; None elsewhere."""
+    try:
+        pids = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+        ticks = 0
+        for one in pids:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def bare_app() -> Any:
@@ -276,7 +345,8 @@ def pg_database(persons: int) -> str | None:
     return sa.engine.make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 
 
-def run(scale: float = 1.0, seconds: int | None = None, backends: tuple[str, ...] = ("sqlite", "postgresql")) -> dict:
+def run(scale: float = 1.0, seconds: int | None = None, backends: tuple[str, ...] = ("sqlite", "postgresql"),
+        build_only: bool = False) -> dict:
     """Both databases at `scale` (1 = 1M persons), `seconds` of load each (default 60; env HUB_BENCH_SECONDS)."""
     from hub.crypto import get_cipher
     from hub.settings import get_settings
@@ -302,7 +372,7 @@ def run(scale: float = 1.0, seconds: int | None = None, backends: tuple[str, ...
                 continue
         folder = root / backend
         folder.mkdir(exist_ok=True)
-        out[backend] = measure(url, folder, persons, seconds)
+        out[backend] = measure(url, folder, persons, seconds, build_only)
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
@@ -312,6 +382,11 @@ if __name__ == "__main__":
     parser.add_argument("--scale", type=float, default=1.0, help="1 = 1,000,000 persons")
     parser.add_argument("--duration", type=int, default=60, help="seconds of load per server (default 60)")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--build-only", action="store_true", help="build (or check) the cached population, no load")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help=f"wrk connections (default {CONNECTIONS})")
+    parser.add_argument("--wrk-threads", type=int, default=WRK_THREADS, help=f"wrk threads (default {WRK_THREADS})")
     arguments = parser.parse_args()
+    CONNECTIONS, WRK_THREADS = arguments.connections, arguments.wrk_threads
     chosen = ("sqlite", "postgresql") if arguments.backend == "both" else (arguments.backend,)
-    print(json.dumps(run(arguments.scale, arguments.duration, chosen), ensure_ascii=False, indent=2, default=str))
+    print(json.dumps(run(arguments.scale, arguments.duration, chosen, arguments.build_only), ensure_ascii=False, indent=2,
+                     default=str))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import hashlib
 import json
 import logging
@@ -37,9 +38,10 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Sequence
+
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -47,6 +49,11 @@ import sqlalchemy as sa
 from cryptography.exceptions import InvalidSignature
 
 from hub.models import AuditChain, AuditCheckpoint, AuditEntry, AuditSubject, CatalogConsumer
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: SQLite's own busy handling only
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,12 @@ RESIDENT_ID = re.compile(r"^\d{17}[\dXx]$")
 
 class AuditUnavailable(RuntimeError):
     """The audit entry could not be made durable in time: the call must not be answered."""
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    """log_async's timeout: the entry was not durable in time (it may still be written later; the call gets 503)."""
+    if not waiter.done():
+        waiter.set_exception(AuditUnavailable("审计记录未能及时落盘，调用不予答复"))
 
 
 @dataclass(frozen=True)
@@ -87,11 +100,11 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 def subject_key(subject: str) -> str:
     """The HMAC under which a subject is logged: person_id for a resident ID, index HMAC for any other code."""
-    from hub.crypto import get_cipher
-
     text = subject.strip()
     if _HEX64.match(text):
         return text  # already an HMAC (e.g. a person_id from the library)
+    from hub.crypto import get_cipher
+
     cipher = get_cipher()
     if RESIDENT_ID.match(text.upper()):
         return cipher.person_key(text)
@@ -170,12 +183,46 @@ def checkpoint_all(engine: sa.Engine, at: datetime) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
+class AuditRefused(AuditUnavailable):
+    """The database refused this one entry (e.g. a character it cannot store): a sanitised placeholder marking the
+    failure took its place in the chain and the call must not be answered with data (503)."""
+
+
+_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError,
+              ConnectionError, TimeoutError)
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether a write failure is about the database being away or busy (retry the batch) rather than the data."""
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, _TRANSIENT):
+        return True
+    # the hot statements run on the DBAPI cursor: the driver's own classes (sqlite3, psycopg) arrive unwrapped
+    return any(c.__name__ in ("OperationalError", "InterfaceError") for c in type(error).__mro__)
+
+
+def _settle(items: list[_Pending]) -> None:
+    """Resolve the asyncio waiters of durable (or refused) entries; runs on their event loop, once per batch."""
+    for item in items:
+        waiter = item.waiter
+        if waiter is not None and not waiter.done():
+            if item.error is not None:
+                waiter.set_exception(item.error)
+            else:
+                waiter.set_result(item.row["seq"])
+
+
+@dataclass(slots=True)
 class _Pending:
-    """An entry waiting to be written, with the future its caller waits on."""
+    """An entry waiting to be written, with whoever waits on it: a concurrent Future (log) or an asyncio future
+    on its loop (log_async; resolved from the flusher with one call_soon_threadsafe per loop and batch)."""
 
     row: dict[str, Any]
-    future: Future = field(default_factory=Future)
+    future: Future | None = None
+    waiter: asyncio.Future | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    error: BaseException | None = None
 
 
 class AuditWriter:
@@ -202,13 +249,23 @@ class AuditWriter:
         self._signed_time = time.monotonic()
         self._durable_seq = 0
         self._closed = False
+        self._waiting = False
+        self.refused = 0  # entries the database refused and that were replaced by placeholders
+        self._statements: dict[str, Any] | None = None
+        self._lock_fd: int | None = None
+        self._checkpointer: threading.Thread | None = None
         self._thread = threading.Thread(target=self._run, name=f"audit-{self.chain_id}", daemon=True)
         self._thread.start()
 
     # -- appending ------------------------------------------------------------------------------
 
-    def append(self, event: AuditEvent) -> Future:
-        """Chain the entry now and queue it; the Future resolves to its seq once it is durable."""
+    @property
+    def closed(self) -> bool:
+        """Whether the writer was closed or aborted (writer_for then hands out a new one)."""
+        return self._closed
+
+    def _queue(self, event: AuditEvent, pending: _Pending) -> _Pending:
+        """Chain the entry now (call order = chain order) and queue it for the flusher."""
         if event.outcome not in OUTCOMES:
             raise ValueError(f"未知审计结果 unknown outcome {event.outcome!r}")
         if event.at.tzinfo is None:
@@ -218,17 +275,22 @@ class AuditWriter:
                "user_id": event.user_id, "purpose_code": event.purpose_code, "case_number": event.case_number,
                "resource_code": event.resource_code, "operation": event.operation, "subjects": subjects,
                "fields": list(event.fields), "outcome": event.outcome, "reason": event.reason}
+        pending.row = row
         with self._wake:
             if self._closed:
                 raise AuditUnavailable("审计写入器已关闭")
-            self._seq += 1
-            row["seq"] = self._seq
+            row["seq"] = self._seq + 1
             row["prev_hash"] = self._head
-            row["entry_hash"] = self._head = entry_hash(self._head, row)
-            pending = _Pending(row)
+            row["entry_hash"] = entry_hash(self._head, row)  # may raise (text not encodable): nothing changed then
+            self._seq, self._head = row["seq"], row["entry_hash"]
             self._pending.append(pending)
-            self._wake.notify()
-        return pending.future
+            if self._waiting:  # a busy flusher takes the queue when its batch is done: no wake-up (GIL hand-off)
+                self._wake.notify()
+        return pending
+
+    def append(self, event: AuditEvent) -> Future:
+        """Chain the entry now and queue it; the Future resolves to its seq once it is durable."""
+        return self._queue(event, _Pending({}, future=Future())).future  # type: ignore[return-value]
 
     def log(self, event: AuditEvent, timeout: float = 5.0) -> int:
         """Append and wait until durable; AuditUnavailable if that takes longer than `timeout` seconds."""
@@ -240,10 +302,14 @@ class AuditWriter:
 
     async def log_async(self, event: AuditEvent, timeout: float = 5.0) -> int:
         """The asyncio form of log() (for the FastAPI exchange): await durability without blocking the loop."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._queue(event, _Pending({}, waiter=waiter, loop=loop))
+        timer = loop.call_later(timeout, _expire, waiter)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self.append(event)), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
-            raise AuditUnavailable("审计记录未能及时落盘，调用不予答复") from None
+            return await waiter
+        finally:
+            timer.cancel()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything appended so far is durable."""
@@ -277,11 +343,13 @@ class AuditWriter:
         """Give up (the database is gone for good): pending callers get AuditUnavailable, the thread stops."""
         with self._wake:
             self._closed = True
-            for item in self._pending:
-                if not item.future.done():
-                    item.future.set_exception(AuditUnavailable("审计写入器已中止，调用不予答复"))
+            self._waiting = False
+            failed = list(self._pending)
             self._pending.clear()
             self._wake.notify()
+        for item in failed:
+            item.error = AuditUnavailable("审计写入器已中止，调用不予答复")
+        self._resolve(failed)
         self._thread.join(timeout=5)
 
     def close(self) -> None:
@@ -299,7 +367,9 @@ class AuditWriter:
         while True:
             with self._wake:
                 while not self._pending and not self._closed:
+                    self._waiting = True
                     self._wake.wait(timeout=1.0)
+                    self._waiting = False
                     if not self._pending and self._due_checkpoint():
                         break
                 if self._closed and not self._pending:
@@ -308,13 +378,17 @@ class AuditWriter:
                 batch = self._pending[: self.max_batch]
             try:
                 if batch:
-                    self._write(batch)
-                    with self._lock:
-                        del self._pending[: len(batch)]
-                    self._durable_seq = batch[-1].row["seq"]
-                    for item in batch:
-                        if not item.future.done():  # abort() may have failed it meanwhile
-                            item.future.set_result(item.row["seq"])
+                    try:
+                        self._write(batch)
+                    except Exception as error:
+                        if _transient(error):
+                            raise
+                        # The database refused something in the batch (not an outage): find the entry, set it aside.
+                        log.warning("审计批次被拒绝，逐条写入以找出问题条目 audit batch refused (%s), isolating",
+                                    type(error).__name__)
+                        self._isolate(len(batch))
+                        continue
+                    self._done(batch)
                 elif self._due_checkpoint():
                     self._sign_durable()
             except Exception:  # the database is away: keep the batch (order matters) and retry; callers time out
@@ -324,8 +398,77 @@ class AuditWriter:
                     return
                 time.sleep(self.retry_seconds)
 
+    def _done(self, batch: list[_Pending]) -> None:
+        """A batch is durable: drop it from the queue and release its callers."""
+        with self._lock:
+            del self._pending[: len(batch)]
+        self._durable_seq = batch[-1].row["seq"]
+        self._resolve(batch)
+
+    def _resolve(self, items: list[_Pending]) -> None:
+        """Release the waiters of items (results, or their error): futures directly, asyncio waiters per loop."""
+        loops: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for item in items:
+            if item.future is not None and not item.future.done():  # abort() may have failed it meanwhile
+                if item.error is not None:
+                    item.future.set_exception(item.error)
+                else:
+                    item.future.set_result(item.row["seq"])
+            elif item.loop is not None:
+                loops.setdefault(item.loop, []).append(item)
+        for loop, waiting in loops.items():
+            try:
+                loop.call_soon_threadsafe(_settle, waiting)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def _isolate(self, count: int) -> None:
+        """Write the first `count` pending entries one transaction each; an entry the database refuses is replaced
+        by a sanitised placeholder (outcome error, the failure named; the chain is re-linked from there) and its
+        caller gets AuditRefused (503), so one bad entry never blocks the chain. Outages still propagate."""
+        for _ in range(count):
+            with self._lock:
+                if not self._pending:
+                    return
+                item = self._pending[0]
+            try:
+                self._write([item])
+            except Exception as error:
+                if _transient(error):
+                    raise
+                self._replace(item, error)
+                self._write([item])  # the placeholder (plain ASCII, bounded): a failure here is an outage
+                self.refused += 1
+                item.error = AuditRefused("审计记录被数据库拒绝，已记录占位条目，调用不予答复")
+                log.error("审计条目 %s/%s 被数据库拒绝（%s），已以占位条目代替 audit entry refused, placeholder written",
+                          self.chain_id, item.row["seq"], type(error).__name__)
+            self._done([item])
+
+    def _replace(self, item: _Pending, error: BaseException) -> None:
+        """Turn a refused entry into a placeholder and re-chain it and every entry queued after it."""
+        row = item.row
+        safe = re.compile(r"[^0-9A-Za-z._:/#@-]")
+        row.update(consumer_code=safe.sub("?", str(row["consumer_code"]))[:32] or "?",
+                   user_id=safe.sub("?", str(row["user_id"]))[:100] or "?",
+                   purpose_code=None, case_number=None,
+                   resource_code=safe.sub("?", row["resource_code"])[:64] if row["resource_code"] else None,
+                   operation=safe.sub("?", str(row["operation"]))[:48] + ":refused",
+                   subjects=[s for s in row["subjects"] if _HEX64.match(s)], fields=[], outcome="error",
+                   reason=f"审计条目被数据库拒绝（{type(error).__name__}），以此占位条目记录该次调用；调用未予答复")
+        with self._lock:
+            prev = row["prev_hash"]
+            for pending in self._pending:  # item is first; every later entry links to the new hash
+                if pending.row["seq"] < row["seq"]:
+                    continue
+                pending.row["prev_hash"] = prev
+                pending.row["entry_hash"] = prev = entry_hash(prev, pending.row)
+            self._head = prev
+
     def _release(self) -> None:
-        """Close the flusher's connection (thread exit)."""
+        """Close the flusher's connection and lock file (thread exit)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         if self._connection is not None:
             try:
                 self._connection.close()
@@ -344,13 +487,27 @@ class AuditWriter:
         last = rows[-1]
         sign = (last["seq"] - self._signed_seq >= self.checkpoint_every
                 or time.monotonic() - self._signed_time >= self.checkpoint_seconds)
-        key = _signing_key(self.engine, last["at"]) if sign else None
+        key = None
+        if sign:
+            try:
+                key = _signing_key(self.engine, last["at"])
+            except Exception:  # noqa: BLE001 — a checkpoint is extra assurance: it never holds the entries back
+                log.exception("审计检查点签名密钥不可用，本批不签名 audit signing key unavailable, batch written unsigned")
+                self._signed_time = time.monotonic()  # try again after checkpoint_seconds
+                sign = False
         if self._connection is None:
             # The flusher keeps its own connection: no pool checkout or pre-ping round trip per batch.
             self._connection = self.engine.connect()
+            if _sqlite_path(self.engine) is not None:
+                # WAL checkpoints (copy + fsync of the database file) must not run inside a batch's commit, where
+                # every request of the batch — and, through the flock, the other workers' — would wait for them:
+                # a separate thread checkpoints in the background (PASSIVE: never blocks readers or writers).
+                self._connection.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")
+                self._start_checkpointer()
         connection = self._connection
         try:
-            self._write_in(connection, rows, subjects, last, key)
+            with self._file_lock():
+                self._write_in(connection, rows, subjects, last, key)
         except Exception:
             self._connection = None
             try:
@@ -362,6 +519,65 @@ class AuditWriter:
         if sign:
             self._signed_seq, self._signed_time = last["seq"], time.monotonic()
 
+    def _start_checkpointer(self) -> None:
+        """Start the WAL checkpointer thread of an SQLite writer (once)."""
+        if self._checkpointer is None:
+            self._checkpointer = threading.Thread(target=self._checkpoint_wal, name=f"audit-wal-{self.chain_id}",
+                                                  daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoint_wal(self, interval: float = 0.5) -> None:
+        """Every `interval` seconds with new entries: PRAGMA wal_checkpoint(PASSIVE) on a connection of its own."""
+        done = 0
+        connection = None
+        while not self._closed:
+            time.sleep(interval)
+            if self._durable_seq == done:
+                continue
+            try:
+                if connection is None:
+                    connection = self.engine.raw_connection()
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cursor.fetchall()
+                cursor.close()
+                done = self._durable_seq
+            except Exception:  # noqa: BLE001 — busy or away: the next round tries again
+                if connection is not None:
+                    connection.invalidate()
+                    connection = None
+        if connection is not None:
+            connection.close()
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """On an SQLite file, hold an exclusive flock next to it while writing a batch: the audit writers of the
+        other worker processes queue in the kernel and wake the moment it is released, instead of meeting
+        SQLITE_BUSY and sleeping in SQLite's busy handler (1…100 ms steps: the long tail of the latency)."""
+        if self._lock_fd is None:
+            path = _sqlite_path(self.engine)
+            if path is None:
+                yield
+                return
+            self._lock_fd = os.open(f"{path}.audit-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _prepare(self, connection: sa.Connection) -> dict[str, Any]:
+        """The entry insert, subject insert and head update compiled for this database (see _execute)."""
+        chain = AuditChain.__table__
+        statements = {
+            "entry": AuditEntry.__table__.insert(),
+            "subject": AuditSubject.__table__.insert(),
+            "head": chain.update().where(chain.c.chain_id == sa.bindparam("chain_id"))
+            .values(head_seq=sa.bindparam("head_seq"), head_hash=sa.bindparam("head_hash")),
+        }
+        self._statements = {name: _compile(statement, connection.dialect) for name, statement in statements.items()}
+        return self._statements
+
     def _write_in(self, connection: sa.Connection, rows: list[dict[str, Any]], subjects: list[dict[str, Any]],
                   last: dict[str, Any], key: tuple[str, Any] | None) -> None:
         """The batch's statements in one transaction on the flusher's connection."""
@@ -372,13 +588,53 @@ class AuditWriter:
                     connection.execute(AuditChain.__table__.insert().values(
                         chain_id=self.chain_id, writer=f"{socket.gethostname()}:{os.getpid()}",
                         created_at=rows[0]["at"], head_seq=0, head_hash=GENESIS))
-            connection.execute(AuditEntry.__table__.insert(), rows)
-            if subjects:
-                connection.execute(AuditSubject.__table__.insert(), subjects)
-            connection.execute(AuditChain.__table__.update().where(AuditChain.chain_id == self.chain_id)
-                               .values(head_seq=last["seq"], head_hash=last["entry_hash"]))
+            # The hot statements go to the DBAPI cursor directly, compiled once per writer with SQLAlchemy's own
+            # bind processors: no per-batch statement construction, cache-key or execution-context work in a thread
+            # that shares the GIL with the event loop.
+            statements = self._statements or self._prepare(connection)
+            cursor = connection.connection.cursor()
+            try:
+                _execute(cursor, statements["entry"], rows, many=True)
+                if subjects:
+                    _execute(cursor, statements["subject"], subjects, many=True)
+                _execute(cursor, statements["head"], [{"chain_id": self.chain_id, "head_seq": last["seq"],
+                                                       "head_hash": last["entry_hash"]}], many=False)
+            finally:
+                cursor.close()
             if key is not None:
                 _sign(connection, key, self.chain_id, last["seq"], last["entry_hash"], last["at"])
+
+
+def _sqlite_path(engine: sa.Engine) -> str | None:
+    """The database file of an SQLite engine (None for other databases and in-memory SQLite)."""
+    if engine.dialect.name != "sqlite" or not (fcntl and engine.url.database) or engine.url.database == ":memory:":
+        return None
+    return os.path.abspath(engine.url.database)
+
+
+def _compile(statement: Any, dialect: sa.Dialect) -> tuple[str, tuple[str, ...], tuple[Any, ...], bool]:
+    """(SQL, parameter names in order, their bind processors, whether the driver takes named parameters)."""
+    compiled = statement.compile(dialect=dialect)
+    processors = compiled._bind_processors
+    named = dialect.paramstyle in ("named", "pyformat")
+    names = tuple(compiled.params) if named else tuple(compiled.positiontup or ())
+    return str(compiled), names, tuple(processors.get(n) for n in names), named
+
+
+def _execute(cursor: Any, statement: tuple[str, tuple[str, ...], tuple[Any, ...], bool], rows: list[dict[str, Any]],
+             *, many: bool) -> None:
+    """Run a compiled statement on a DBAPI cursor for rows of values (bind processors applied as SQLAlchemy would)."""
+    sql, names, processors, named = statement
+    if named:
+        params = [{n: (v if p is None or v is None else p(v)) for n, p in zip(names, processors) for v in (row[n],)}
+                  for row in rows]
+    else:
+        params = [tuple(v if p is None or v is None else p(v) for n, p in zip(names, processors) for v in (row[n],))
+                  for row in rows]
+    if many:
+        cursor.executemany(sql, params)
+    else:
+        cursor.execute(sql, params[0])
 
 
 _writers: dict[tuple[str, int], AuditWriter] = {}
@@ -532,5 +788,5 @@ def who_looked_at(engine: sa.Engine, subject: str, *, limit: int = 1000) -> list
     return rows
 
 
-__all__ = ["AUDIT_KEY_OWNER", "AuditEvent", "AuditUnavailable", "AuditWriter", "canonical", "checkpoint_all",
+__all__ = ["AUDIT_KEY_OWNER", "AuditEvent", "AuditRefused", "AuditUnavailable", "AuditWriter", "canonical", "checkpoint_all",
            "close_writers", "entry_hash", "record", "subject_key", "verify", "who_looked_at", "writer_for"]

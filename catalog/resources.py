@@ -369,14 +369,37 @@ def get_resource(code: str) -> dict[str, Any]:
     return found
 
 
+_decided: tuple[tuple[str, int, int], dict[str, str], dict[str, Any]] | None = None
+_decided_lock = threading.Lock()
+
+
+def _decided_parts() -> tuple[dict[str, str], dict[str, Any]]:
+    """Purposes and policy of resources.yaml, parsed once per version of the file (keyed by path, mtime and size:
+    a stat instead of a YAML parse per call)."""
+    global _decided
+    path = DECISIONS_FILE
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = (str(path), 0, 0)
+    found = _decided
+    if found is None or found[0] != key:
+        with _decided_lock:
+            decisions = load_decisions(path)
+            found = _decided = (key, {str(k): str(v) for k, v in (decisions.get("purposes", {}) or {}).items()},
+                                dict(decisions.get("policy", {}) or {}))
+    return found[1], found[2]
+
+
 def purposes() -> dict[str, str]:
-    """用途代码 → 名称, from resources.yaml."""
-    return {str(k): str(v) for k, v in (load_decisions().get("purposes", {}) or {}).items()}
+    """用途代码 → 名称, from resources.yaml (cached per version of the file; a copy)."""
+    return dict(_decided_parts()[0])
 
 
 def policy() -> dict[str, Any]:
-    """The catalogue's policy settings (answer deadline, holidays, cache recheck interval)."""
-    return dict(load_decisions().get("policy", {}) or {})
+    """The catalogue's policy settings (answer deadline, holidays, cache recheck interval); cached, a copy."""
+    return dict(_decided_parts()[1])
 
 
 __all__ = ["CatalogueError", "UnknownResource", "all_resources", "build_catalogue", "department_name", "generation",

@@ -10,6 +10,7 @@ failures are audited the same way; if the audit cannot be made durable the answe
 from __future__ import annotations
 
 import logging
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog import access
 from catalog import resources as catalogue
-from catalog.audit import AuditEvent, AuditUnavailable, who_looked_at, writer_for
+from catalog.audit import AuditEvent, AuditUnavailable, AuditWriter, who_looked_at, writer_for
 from exchange import subjects as subj
 from exchange.security import subject_of_token
 
@@ -175,6 +176,7 @@ class Exchange:
         self.engine = engine
         self.reader = subj.Reader(engine)
         self.authoriser = access.authoriser_for(engine)
+        self._writer: AuditWriter | None = None
 
     async def audit(self, call: Call | None, outcome: str, *, resource: str | None = None,
                     subjects: tuple[str, ...] | list[str] = (), fields: list[str] | tuple[str, ...] = (),
@@ -186,7 +188,10 @@ class Exchange:
                            case_number=_clean(call.case, 100) if call and call.case else None,
                            resource_code=_clean(resource, 64) if resource else None, subjects=tuple(subjects),
                            fields=tuple(_clean(f, 100) for f in fields), reason=_clean(reason, 2000) if reason else None)
-        await writer_for(self.engine).log_async(event)
+        writer = self._writer
+        if writer is None or writer.closed or writer.pid != os.getpid():
+            writer = self._writer = writer_for(self.engine)  # per process (a forked worker gets its own chain)
+        await writer.log_async(event)
 
     def authenticate(self, request: Request, operation: str, need_purpose: bool = True) -> Call:
         """The call's consumer, user, purpose and case number; Refused (401/400) when missing or malformed."""
@@ -318,21 +323,7 @@ def create_exchange_api(engine: sa.Engine | None = None, app: FastAPI | None = N
     async def person_query(request: Request, body: PersonQuery) -> Response:
         """One person's granted fields of one population resource, masked as the grant says."""
         call = exchange.authenticate(request, "person_query")
-        try:
-            rid, key = subj.person_key(body.resident_id)
-        except subj.BadSubject as error:
-            raise Refused(422, str(error), resource=body.resource) from None
-        decision = _allowed(exchange, call, body.resource, body.fields, key, "RK.")
-        if decision.verification_only:
-            raise Refused(403, "该授权仅限核验（只回答一致/不一致），请使用核验接口 /verify", resource=body.resource, subjects=(key,))
-        row = exchange.reader.person(key)
-        if row is None:
-            raise Refused(404, "人口库中没有此人", resource=body.resource, subjects=(key,))
-        data, returned = subj.shape(row, decision, subj.PERSON_ITEMS)
-        payload = {"resource": body.resource, "subject": {"kind": "自然人", "resident_id_masked": rid[:6] + "*" * 8 + rid[-4:]},
-                   "data": data, "masked_fields": list(decision.masked_fields),
-                   "verify_only_fields": list(decision.verify_fields), "denied_fields": list(decision.fields_denied),
-                   "decision": decision.reason_zh, "freshness": freshness_note(exchange, "population")}
+        payload, key, returned = person_lookup(exchange, call, body.resident_id, body.resource, body.fields)
         return await exchange.answer(call, payload, resource=body.resource, subjects=(key,), fields=returned)
 
     @app.post(f"{PREFIX}/persons/batch", tags=["查询"], summary=f"批量查询自然人（每次至多 {MAX_BATCH} 人）",
@@ -606,6 +597,123 @@ def create_exchange_api(engine: sa.Engine | None = None, app: FastAPI | None = N
 # ---------------------------------------------------------------------------------------------
 
 
+def person_lookup(exchange: Exchange, call: Call, resident_id: str, resource: str,
+                  fields: list[str] | None) -> tuple[dict[str, Any], str, list[str]]:
+    """The answer of POST /persons/query for an authenticated call: (payload, subject key, fields returned);
+    Refused (audited by the caller's handler) when the ID is malformed, nothing may be returned or no one is found."""
+    try:
+        rid, key = subj.person_key(resident_id)
+    except subj.BadSubject as error:
+        raise Refused(422, str(error), resource=resource) from None
+    decision = _allowed(exchange, call, resource, fields, key, "RK.")
+    if decision.verification_only:
+        raise Refused(403, "该授权仅限核验（只回答一致/不一致），请使用核验接口 /verify", resource=resource, subjects=(key,))
+    row = exchange.reader.person(key)
+    if row is None:
+        raise Refused(404, "人口库中没有此人", resource=resource, subjects=(key,))
+    data, returned = subj.shape(row, decision, subj.PERSON_ITEMS)
+    payload = {"resource": resource, "subject": {"kind": "自然人", "resident_id_masked": rid[:6] + "*" * 8 + rid[-4:]},
+               "data": data, "masked_fields": list(decision.masked_fields),
+               "verify_only_fields": list(decision.verify_fields), "denied_fields": list(decision.fields_denied),
+               "decision": decision.reason_zh, "freshness": freshness_note(exchange, "population")}
+    return payload, key, returned
+
+
+class FastLookup:
+    """Pure-ASGI fast path for the hot route, POST /exchange/v1/persons/query, in front of the FastAPI app.
+
+    It takes only the plain case — a small JSON body of exactly the documented shape, a valid key, purpose and case
+    number, a well-formed ID, an allowed decision and a person found — and answers it through the same code as the
+    FastAPI route (person_lookup, Exchange.answer: audited durably before the answer; 503 if the audit fails).
+    Everything else (any refusal, bad input, an unexpected error) is handed to the FastAPI app with the body replayed,
+    which answers and audits it exactly as before: nothing is audited twice because the fast path audits only the
+    answer it sends. Saves Starlette routing, FastAPI's dependency solving and pydantic per lookup.
+    """
+
+    PATH = f"{PREFIX}/persons/query"
+
+    def __init__(self, app: Any) -> None:
+        """Wrap the exchange FastAPI app (its `state.exchange` is used)."""
+        self.app = app
+        self.exchange: Exchange = app.state.exchange
+        self.state = app.state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Answer the plain lookup here, anything else in the FastAPI app."""
+        if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # disconnect: let the app see it
+                await self.app(scope, _replay(b"".join(chunks), message), send)
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        response = await self._fast(scope, body)
+        if response is None:
+            await self.app(scope, _replay(body), send)
+        else:
+            await response(scope, receive, send)
+
+    async def _fast(self, scope: dict[str, Any], body: bytes) -> Response | None:
+        """The answer of a plain lookup, or None to let the FastAPI route handle (and audit) the call."""
+        try:
+            parsed = orjson.loads(body) if 2 <= len(body) <= 4096 else None
+        except orjson.JSONDecodeError:
+            return None
+        if type(parsed) is not dict or not parsed.keys() <= {"resident_id", "resource", "fields"}:
+            return None
+        resident_id, resource, fields = parsed.get("resident_id"), parsed.get("resource", "RK.basic"), parsed.get("fields")
+        if type(resident_id) is not str or len(resident_id) > 32 or type(resource) is not str or len(resource) > 64:
+            return None
+        if fields is not None and (type(fields) is not list or len(fields) > 64
+                                   or any(type(f) is not str or len(f) > 64 for f in fields)):
+            return None
+        # Only JSON bodies (FastAPI decides on other content types); a scope copy, so nothing the attempt stores on
+        # request.state reaches the FastAPI app when it takes over.
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                if value.split(b";", 1)[0].strip().lower() != b"application/json":
+                    return None
+                break
+        else:
+            return None
+        request = Request({**scope, "state": {}})
+        exchange = self.exchange
+        try:
+            call = exchange.authenticate(request, "person_query")
+            payload, key, returned = person_lookup(exchange, call, resident_id, resource, fields)
+        except Exception:  # noqa: BLE001 — refused or failed: the FastAPI route answers and audits it
+            return None
+        try:
+            return await exchange.answer(call, payload, resource=resource, subjects=(key,), fields=returned)
+        except AuditUnavailable:
+            return _error(503, "审计服务暂不可用，调用不予答复，请稍后重试")
+
+
+def _replay(body: bytes, then: dict[str, Any] | None = None) -> Any:
+    """A receive that gives the buffered body once, then waits for (or returns) what came after."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        if then is not None:
+            return then
+        import asyncio
+
+        await asyncio.Event().wait()  # like a client that sends nothing more (the app only looks for a disconnect)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
 def _quiet_call(exchange: Exchange, request: Request) -> Call | None:
     """The caller of a request that failed before its route ran (for the audit), if the key is valid."""
     consumer = exchange.authoriser.authenticate(api_key(request))
@@ -691,4 +799,4 @@ def _period(start: date | None, end: date | None) -> tuple[datetime, datetime]:
         raise Refused(422, "日期超出范围") from None
 
 
-__all__ = ["MAX_BATCH", "PREFIX", "Call", "Exchange", "Refused", "create_exchange_api"]
+__all__ = ["MAX_BATCH", "PREFIX", "Call", "Exchange", "FastLookup", "Refused", "create_exchange_api", "person_lookup"]

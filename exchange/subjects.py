@@ -9,6 +9,7 @@ and ciphertext is decrypted only for granted, unmasked fields of the one subject
 from __future__ import annotations
 
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from catalog.access import Decision
+from connectors.registry import sources_for
 from hub.crypto import get_cipher, mask_name, mask_phone, mask_resident_id
 from hub.models import CreditRecord, LegalEntity, Licence, Person, SourceRun
 from libraries.population import mask_address
@@ -63,7 +65,9 @@ def resident_id(text: str) -> str:
 def person_key(text: str) -> tuple[str, str]:
     """(normalised resident ID, person_id HMAC) of an ID as a user typed it."""
     value = resident_id(text)
-    return value, get_cipher().index_hash(value)
+    # index_hash_many copies pre-keyed SHA-256 states: the same HMAC as index_hash without hmac.digest releasing
+    # the GIL for a microsecond (which hands it to the audit flusher thread and costs the event loop far more).
+    return value, get_cipher().index_hash_many((value,))[0]
 
 
 def uscc(text: str) -> str:
@@ -203,6 +207,10 @@ class Reader:
         self._entity = sa.select(*[c for c in entity.c if c.name != "lineage"]).where(entity.c.uscc == sa.bindparam("k"))
         self._fresh: dict[str, Any] = {}
         self._fresh_at = -1e9
+        self._fresh_lock = threading.Lock()
+        self._refreshing = False
+        self._raw: list[Any] = []  # idle pooled DBAPI connections of the primary-key fast path
+        self._compiled: dict[str, tuple[str, tuple[str, ...], tuple[Any, ...], bool]] = {}
 
     def _run(self, work: Callable[[sa.Connection], Any]) -> Any:
         """Run `work` on an idle autocommit connection (list pop/append are atomic: no lock needed)."""
@@ -226,13 +234,65 @@ class Reader:
         row = self._run(lambda c: c.execute(statement, {"k": key}).first())
         return None if row is None else dict(row._mapping)
 
+    def _fast(self, statement: Any) -> tuple[str, tuple[str, ...], tuple[Any, ...], bool]:
+        """A primary-key select compiled once for the dialect: (SQL, column names, result processors, named)."""
+        compiled = statement.compile(dialect=self.engine.dialect)
+        names = tuple(column.name for column in statement.selected_columns)
+        return str(compiled), names, (), self.engine.dialect.paramstyle in ("named", "pyformat")
+
+    def _processors(self, statement: Any, description: Any) -> tuple[Any, ...]:
+        """The result processors of a select's columns for the driver's column types (as SQLAlchemy applies them)."""
+        return tuple(column.type._cached_result_processor(self.engine.dialect, described[1])
+                     for column, described in zip(statement.selected_columns, description))
+
+    def _by_key(self, which: str, key: str) -> dict[str, Any] | None:
+        """One row by primary key on a pooled DBAPI connection: the compiled SQL and the type processors are
+        prepared once, so a lookup is one cursor.execute and no SQLAlchemy execution context."""
+        fast = self._compiled.get(which)
+        if fast is None:
+            fast = self._compiled[which] = self._fast(self._person if which == "person" else self._entity)
+        sql, names, processors, named = fast
+        try:
+            raw = self._raw.pop()
+        except IndexError:
+            raw = self.engine.raw_connection()
+            if self.engine.dialect.name == "postgresql":
+                raw.driver_connection.autocommit = True  # no BEGIN/ROLLBACK round trips per lookup
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, {"k": key} if named else (key,))
+            row = cursor.fetchone()
+            if not processors:
+                processors = self._processors(self._person if which == "person" else self._entity, cursor.description)
+                self._compiled[which] = (sql, names, processors, named)
+            cursor.close()
+            if self.engine.dialect.name == "sqlite" and raw.driver_connection.in_transaction:
+                raw.driver_connection.rollback()  # a read never keeps a snapshot open (WAL checkpoints)
+        except Exception:
+            raw.invalidate()
+            raise
+        if len(self._raw) < self.KEEP:
+            self._raw.append(raw)
+        else:
+            self._give_back(raw)
+        if row is None:
+            return None
+        return {name: (value if proc is None or value is None else proc(value))
+                for name, value, proc in zip(names, row, processors)}
+
+    def _give_back(self, raw: Any) -> None:
+        """Return a fast-path DBAPI connection to the engine's pool as the pool handed it out."""
+        if self.engine.dialect.name == "postgresql":
+            raw.driver_connection.autocommit = False
+        raw.close()
+
     def person(self, person_id: str) -> dict[str, Any] | None:
         """The golden person row of a person_id."""
-        return self._one(self._person, person_id)
+        return self._by_key("person", person_id)
 
     def entity(self, code: str) -> dict[str, Any] | None:
         """The golden legal-entity row of a USCC."""
-        return self._one(self._entity, code)
+        return self._by_key("entity", code)
 
     def rows(self, statement: Any) -> list[dict[str, Any]]:
         """Any select, as dicts."""
@@ -259,20 +319,42 @@ class Reader:
         """
         if time.monotonic() - self._fresh_at < FRESHNESS_SECONDS:
             return self._fresh
+        if self._fresh:
+            # Known but older than FRESHNESS_SECONDS: refresh in a thread and answer with what is known. The figures
+            # take full scans (max(updated_at) of the golden tables: ~0.5 s at a million persons) that must never
+            # run on the event loop in front of the requests waiting behind them.
+            with self._fresh_lock:
+                if not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh_freshness, name="exchange-freshness", daemon=True).start()
+            return self._fresh
+        return self._read_freshness()
+
+    def _refresh_freshness(self) -> None:
+        """Background refresh of the freshness figures (one at a time)."""
+        try:
+            self._read_freshness()
+        except Exception:  # noqa: BLE001 — keep the last figures; the next call tries again
+            self._fresh_at = time.monotonic()
+        finally:
+            self._refreshing = False
+
+    def _read_freshness(self) -> dict[str, Any]:
+        """Read the freshness figures now."""
         runs = SourceRun.__table__
         out: dict[str, Any] = {}
-        prefixes = {"population": ("gongan_", "renshe_", "minzheng_hydj"), "legal_entity": ("scjg_", "minzheng_shzz"),
-                    "licence": ("licence_",), "credit": ("credit_", "court_")}
         tables = {"population": Person.__table__, "legal_entity": LegalEntity.__table__, "licence": Licence.__table__,
                   "credit": CreditRecord.__table__}
+        # The library's sources come from the registry, not from name prefixes: a new source needs no change here.
+        sources = {library: [spec.id for spec in sources_for(library, merged_only=True)] for library in tables}
 
         def read(connection: sa.Connection) -> None:
             for library, table in tables.items():
                 newest = connection.execute(sa.select(sa.func.max(table.c.updated_at))).scalar()
                 run = connection.execute(
                     sa.select(sa.func.max(runs.c.finished_at)).where(
-                        runs.c.status == "succeeded",
-                        sa.or_(*[runs.c.source_id.like(f"{p}%") for p in prefixes[library]]))).scalar()
+                        runs.c.status == "loaded",  # a collection merged into the library (a failed one never gets here)
+                        runs.c.source_id.in_(sources[library]))).scalar()
                 out[library] = {"data_as_of": _plain(newest), "last_successful_run": _plain(run)}
 
         self._run(read)
@@ -283,6 +365,8 @@ class Reader:
         """Close the idle connections."""
         while self._idle:
             self._idle.pop().close()
+        while self._raw:
+            self._give_back(self._raw.pop())
 
 
 # ---------------------------------------------------------------------------------------------

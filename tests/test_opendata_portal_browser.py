@@ -1,6 +1,6 @@
 """The portal in a real headless Chromium (Selenium): home → search → dataset page → download → SHA-256 checks out.
 
-Needs Debian's chromium and chromium-driver (`scripts/install-browser.sh`, run by `make test`). Without them the
+Needs Debian's chromium and chromium-driver (`scripts/install-test-tools.sh`, run by `make test`). Without them the
 test skips on a developer machine; with CI=true it fails, so CI never skips it silently.
 """
 
@@ -37,7 +37,7 @@ def _browser_or_skip() -> None:
     except ImportError:
         missing.append("selenium (pip)")
     if missing:
-        message = f"headless browser unavailable (run scripts/install-browser.sh): missing {', '.join(missing)}"
+        message = f"headless browser unavailable (run scripts/install-test-tools.sh): missing {', '.join(missing)}"
         if IN_CI:
             pytest.fail(f"CI=true but {message}")
         pytest.skip(message)

@@ -379,9 +379,6 @@ def test_the_exchange_freshness_is_unchanged_by_a_failed_collection(population: 
     assert subjects.Reader(population).freshness() == before
 
 
-@pytest.mark.xfail(reason="exchange/subjects.py counts source_run.status == 'succeeded', but collection records 'landed' "
-                          "and loading 'loaded': last_successful_run stays empty (reported to the exchange helper)",
-                   strict=False)
 def test_the_exchange_names_the_last_successful_run(population: sa.Engine) -> None:
     subjects = pytest.importorskip("exchange.subjects", reason="交换服务尚未就绪 the exchange service is not built yet")
     assert subjects.Reader(population).freshness()["population"]["last_successful_run"] is not None
