@@ -6,13 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 # Airflow starts `airflow` subprocesses: the virtual environment's bin/ must be on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test test-fast airflow bench lock clean
+.PHONY: run test test-fast airflow bench scale-demo faults lock clean
 
-$(STAMP): pyproject.toml requirements.lock scripts/install-browser.sh
+$(STAMP): pyproject.toml requirements.lock scripts/install-test-tools.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[test]"
-	@sh scripts/install-browser.sh  # headless Chromium for the portal's browser test (apt-get, root only)
+	@sh scripts/install-test-tools.sh  # headless Chromium (browser tests) and wrk (exchange benchmark) via apt-get, root only
 	@touch $(STAMP)
 
 ## make run: generate the simulated province, run the Airflow DAGs end to end, print counts
@@ -34,6 +34,19 @@ airflow: $(STAMP)
 ## make bench: benchmarks (figures, not pass/fail)
 bench: $(STAMP)
 	$(BIN)/hub bench
+
+## make scale-demo: the DAGs on Airflow with PostgreSQL + CeleryExecutor (Redis broker, 2 workers), one full run, torn down
+scale-demo: $(STAMP)
+	sh scripts/scale_demo.sh
+
+## make faults: crash campaign (24 kills), source faults, bad inputs, leak scans, pip-audit → docs/reliability.md
+faults: $(STAMP)
+	rm -rf data/reliability
+	export HUB_RELIABILITY_DIR=$(CURDIR)/data/reliability; status=0; \
+	$(BIN)/hub faults run --trials 24 || status=$$?; \
+	$(BIN)/python -m pytest -rs --junitxml=data/reliability/tests.xml tests/test_faults_crash.py \
+	    tests/test_source_faults.py tests/test_bad_input.py tests/test_leaks.py tests/test_hardening.py $(PYTEST_ARGS) || status=$$?; \
+	$(BIN)/hub faults report && exit $$status
 
 ## make lock: refresh requirements.lock from the current environment
 lock:

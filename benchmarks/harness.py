@@ -29,19 +29,39 @@ def available() -> list[str]:
     return sorted(names)
 
 
-def run_child(name: str, scale: float, timeout: float) -> dict[str, Any]:
+PROGRESS_MARK = "BENCH-PROGRESS "
+
+
+def _read_stderr(stream: Any, kept: list[str], progress: Any) -> None:
+    """Collect a child's stderr; lines it marks as progress are shown at once (long benchmarks say where they are)."""
+    for line in stream:
+        if line.startswith(PROGRESS_MARK):
+            progress("    " + line[len(PROGRESS_MARK):].rstrip("\n"))
+            sys.stdout.flush()  # shown now even when stdout is a file or a pipe
+        else:
+            kept.append(line)
+
+
+def run_child(name: str, scale: float, timeout: float, progress: Any = print) -> dict[str, Any]:
     """One benchmark in its own process: its figures, wall seconds and peak RSS (MiB)."""
+    import threading
+
     started = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.harness", "--child", name, "--scale", str(scale)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ | {"HUB_BENCH_PROGRESS": "1"},
     )
+    kept: list[str] = []
+    reader = threading.Thread(target=_read_stderr, args=(process.stderr, kept, progress), daemon=True)
+    reader.start()
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
+        stdout, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        stdout, stderr = process.communicate()
+        process.communicate()
         return {"benchmark": name, "error": f"超时 timed out after {timeout:.0f} s"}
+    reader.join()
+    stderr = "".join(kept)
     wall = time.monotonic() - started
     figures = next((json.loads(line[len(RESULT_MARK):]) for line in stdout.splitlines() if line.startswith(RESULT_MARK)), None)
     if process.returncode != 0 or figures is None:
@@ -67,11 +87,27 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# 基准测试 Benchmarks — {report['finished_at']}", "", f"机器 machine: {report['machine']}", ""]
     for result in report["results"]:
         lines += [f"## {result['benchmark']}", "", "| 指标 figure | 值 value |", "| --- | --- |"]
+        tables = {key: value for key, value in result.items() if _is_rows(value)}
         for key, value in result.items():
-            if key != "benchmark":
+            if key != "benchmark" and key not in tables:
                 lines.append(f"| {key} | {value if not isinstance(value, (dict, list)) else json.dumps(value, ensure_ascii=False)} |")
         lines.append("")
+        for key, rows in tables.items():  # e.g. the pipeline's stages: one row each
+            columns = list(dict.fromkeys(column for row in rows for column in row))
+            lines += [f"### {key}", "", "| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+            lines += ["| " + " | ".join(_cell(row.get(column, "")) for column in columns) + " |" for row in rows]
+            lines.append("")
     return "\n".join(lines)
+
+
+def _is_rows(value: Any) -> bool:
+    """A list of flat-ish dicts, shown as a table of its own."""
+    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+
+
+def _cell(value: Any) -> str:
+    """One table cell: nested values as compact JSON."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)
 
 
 def run_all(names: list[str], scale: float, out: Path, timeout: float, progress=print) -> dict[str, Any]:
@@ -79,7 +115,7 @@ def run_all(names: list[str], scale: float, out: Path, timeout: float, progress=
     results = []
     for number, name in enumerate(names, start=1):
         progress(f"[{number}/{len(names)}] {name} (scale {scale}) …")
-        result = run_child(name, scale, timeout)
+        result = run_child(name, scale, timeout, progress)
         results.append(result)
         progress(f"    {json.dumps(result, ensure_ascii=False)[:400]}")
     report = {

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "opendata.portal_cli",
     "opendata.cli",
     "hub.serve_cli",
+    "hub.faults_cli",
 )
 
 DESCRIPTION = """政务数据共享与证照交换枢纽 — government data-sharing and licence-exchange hub.
