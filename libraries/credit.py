@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
@@ -242,5 +242,25 @@ class CreditLibrary:
 
 
 LIBRARY = CreditLibrary()
+
+
+def content_date(value: Any) -> date | None:
+    """A date from a column value or the ISO text this module writes into `content` (None when absent or not a date)."""
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def content_amount(value: Any) -> Decimal | None:
+    """An amount from `content` (the exact decimal text this module writes, or a number); None when absent or not one."""
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
 
 __all__ = ["FIELDS", "LIBRARY", "SHAPES", "CreditLibrary", "record_key"]

@@ -12,7 +12,7 @@ import calendar
 import re
 from collections import Counter
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from hub.crypto import get_cipher, mask_name, mask_phone, mask_resident_id
 from hub.models import CreditRecord, LegalEntity, Licence, Person
+from libraries.credit import content_amount, content_date
 from schemas import identifiers
 from schemas.code_tables import load_table
 
@@ -283,32 +284,12 @@ def years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years, day=28)
 
 
-def _day(value: Any) -> date | None:
-    """A date from a column value or an ISO text in content."""
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value)[:10])
-    except ValueError:
-        return None
-
-
-def _amount(value: Any) -> Decimal | None:
-    """An amount from content (exact decimal text, or a number)."""
-    if value is None:
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
 def list_entry(row: dict[str, Any], today: date) -> dict[str, Any]:
     """A red/black-list entry with whether it is in force today (listed, not past its end, not removed)."""
     content = row.get("content") or {}
-    listed = _day(content.get("list_date")) or row.get("decision_date")
-    removed = _day(content.get("list_removal_date"))
-    until = _day(content.get("list_end_date")) or (None if removed else row.get("valid_until"))
+    listed = content_date(content.get("list_date")) or row.get("decision_date")
+    removed = content_date(content.get("list_removal_date"))
+    until = content_date(content.get("list_end_date")) or (None if removed else row.get("valid_until"))
     active = ((listed is None or listed <= today) and (removed is None or removed > today)
               and (until is None or until >= today) and row.get("status") != "2")
     return {"record_id": row["record_id"], "list_name": content.get("list_name"), "listed_on": listed,
@@ -320,8 +301,8 @@ def list_entry(row: dict[str, Any], today: date) -> dict[str, Any]:
 def abnormal_entry(row: dict[str, Any], today: date) -> dict[str, Any]:
     """An abnormal-operations listing with whether the enterprise is still on the list today."""
     content = row.get("content") or {}
-    listed = _day(content.get("abnormal_listing_date")) or row.get("decision_date")
-    removed = _day(content.get("abnormal_removal_date")) or row.get("valid_until")
+    listed = content_date(content.get("abnormal_listing_date")) or row.get("decision_date")
+    removed = content_date(content.get("abnormal_removal_date")) or row.get("valid_until")
     active = (listed is None or listed <= today) and (removed is None or removed > today)
     return {"record_id": row["record_id"], "listed_on": listed, "reason": content.get("abnormal_listing_reason"),
             "authority": row.get("authority"), "removed_on": removed, "removal_reason": content.get("abnormal_removal_reason"),
@@ -333,8 +314,8 @@ def penalty_summary(rows: list[dict[str, Any]], today: date) -> dict[str, Any]:
     start = years_before(today, PENALTY_YEARS)
     recent = [r for r in rows if r.get("decision_date") is not None and start <= r["decision_date"] <= today]
     recent.sort(key=lambda r: (r["decision_date"], r["record_id"]))
-    fines = [a for a in (_amount((r.get("content") or {}).get("fine_amount")) for r in recent) if a is not None]
-    seized = [a for a in (_amount((r.get("content") or {}).get("confiscation_amount")) for r in recent) if a is not None]
+    fines = [a for a in (content_amount((r.get("content") or {}).get("fine_amount")) for r in recent) if a is not None]
+    seized = [a for a in (content_amount((r.get("content") or {}).get("confiscation_amount")) for r in recent) if a is not None]
     latest = recent[-1] if recent else None
     return {
         "window_from": start, "window_to": today, "count": len(recent),

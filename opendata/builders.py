@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from functools import cached_property
 from typing import Any, Callable
 
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 
 from hub.crypto import mask_name
 from hub.models import CreditRecord, LegalEntity, Licence, Person
+from libraries.credit import content_amount, content_date
 from opendata.datasets import DatasetSpec
 from opendata.privacy import (Pseudonymiser, Step, age_bands, k_anonymise, labels, region_names, regions_at,
                               suppress_small_cells, widen_age_band)
@@ -108,24 +108,10 @@ def lineage_summary(rows: list[dict[str, Any]], library: str) -> dict[str, Any]:
             "ruleset_versions": sorted(rulesets)}
 
 
-def _parse_date(value: Any) -> date | None:
-    """An ISO date from JSON content (None when absent or not a date)."""
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value)[:10])
-    except ValueError:
-        return None
-
-
 def _number(value: Any) -> float | None:
     """A decimal amount from JSON content as a float (None when absent or not a number)."""
-    if value is None:
-        return None
-    try:
-        return float(Decimal(str(value)))
-    except (ArithmeticError, ValueError):
-        return None
+    amount = content_amount(value)
+    return None if amount is None else float(amount)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +215,7 @@ def _credit(ctx: BuildContext, record_type: str, fields: list[Field]) -> Built:
         for name in names - set(row):
             value = content.get(name)
             if name in DATE_CONTENT:
-                value = _parse_date(value)
+                value = content_date(value)
             elif name in NUMBER_CONTENT:
                 value = _number(value)
             elif name in CODED_CONTENT and value is not None:
