@@ -81,6 +81,20 @@ def _wait_for_file(folder: Path, timeout: float = 30) -> Path:
     raise AssertionError(f"no download finished in {timeout} s: {list(folder.iterdir())}")
 
 
+def _navigates(driver, action) -> None:
+    """Run action (a click, ENTER, refresh) and wait until the browser is on the new page.
+
+    Without the wait, find_element can still see the old page's elements, which then go stale mid-test."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    action()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old_page))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def test_find_and_download_in_a_real_browser(driver, tmp_path: Path) -> None:
     """Home → search 法人 → dataset page (rendered under the CSP) → click the CSV download → file saved → SHA-256 matches."""
     from selenium.webdriver.common.by import By
@@ -101,11 +115,11 @@ def test_find_and_download_in_a_real_browser(driver, tmp_path: Path) -> None:
             assert header.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"
 
             box = driver.find_element(By.ID, "q")
-            box.send_keys("法人登记", Keys.ENTER)
+            _navigates(driver, lambda: box.send_keys("法人登记", Keys.ENTER))
             assert "“法人登记”的检索结果" in driver.find_element(By.TAG_NAME, "h1").text
             links = driver.find_elements(By.CSS_SELECTOR, "a.dataset-link")
             assert links[0].text == "法人登记信息"
-            links[0].click()
+            _navigates(driver, links[0].click)
 
             assert driver.find_element(By.ID, "dataset-title").text == "法人登记信息"
             assert "嘉兴南湖农业专业合作社" in driver.find_element(By.ID, "preview").text
@@ -122,7 +136,7 @@ def test_find_and_download_in_a_real_browser(driver, tmp_path: Path) -> None:
             while DownloadCounter(engine).counts(LEGAL).get((LEGAL, V2, "data.csv"), 0) < 1:
                 assert time.monotonic() < deadline, "download not counted"
                 time.sleep(0.05)
-            driver.refresh()
+            _navigates(driver, driver.refresh)
             assert driver.find_element(By.CSS_SELECTOR, "#file-data-csv td.count").text == "1"
             assert not [e for e in driver.get_log("browser") if "Content Security Policy" in e.get("message", "")]
     finally:

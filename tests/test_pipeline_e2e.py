@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,7 +12,37 @@ from connectors.registry import all_sources, get_source
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 
-def test_make_run_path_end_to_end_and_rerun(airflow_session) -> None:
+def _forget_settings() -> None:
+    """Drop every process-wide cache built from settings: settings, field cipher, department signing keys."""
+    from hub.crypto import get_cipher
+    from hub.settings import get_settings
+    from licences import keys
+
+    get_settings.cache_clear()
+    get_cipher.cache_clear()
+    keys._cache_clear()
+
+
+@pytest.fixture
+def fresh_data_root(airflow_session, tmp_path, monkeypatch) -> Iterator[None]:
+    """A data root of its own, as on a newcomer's machine.
+
+    Other tests in this worker's Airflow session leave a world, keys, a cached key ring and collection
+    watermarks behind, which would turn this test's "first" run into an incremental one or encrypt with a
+    test key ring. Airflow's home stays the session's: its metadata DB is migrated once per worker."""
+    from hub.settings import get_settings
+
+    monkeypatch.setenv("HUB_AIRFLOW_HOME", str(get_settings().airflow_home))
+    monkeypatch.setenv("HUB_DATA_ROOT", str(tmp_path / "data"))
+    for variable in ("HUB_KEYRING", "HUB_DATABASE_URL", "HUB_WORLD_DIR", "HUB_KEYRING_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    _forget_settings()
+    yield
+    monkeypatch.undo()
+    _forget_settings()
+
+
+def test_make_run_path_end_to_end_and_rerun(fresh_data_root) -> None:
     from hub.pipeline import run_pipeline
     from hub.settings import get_settings
 
