@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from multiprocessing import get_context
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from hub.faults import fault_point
@@ -34,6 +35,11 @@ SEAL_NAME_SUFFIX = "电子证照专用章"
 _table = Licence.__table__
 CONTENT_COLUMNS = [c for c in _table.columns if not c.name.startswith("seal") and c.name != "sealed_at"]
 ALL_COLUMNS = list(_table.columns)
+# What sealing and verifying read: the sealed content, the seal, status and updated_at — not the lineage JSON,
+# run ids or the holder's HMAC index (a third of a row's bytes, and of the time to fetch it).
+SEAL_READ_COLUMNS = [c.name for c in ALL_COLUMNS if c.name not in ("lineage", "source_id", "run_id", "holder_person_id")]
+# Unsealed rows have no seal yet, and their status is not sealed: sealing reads only what the seal covers.
+SIGN_READ_COLUMNS = [n for n in SEAL_READ_COLUMNS if not n.startswith("seal") and n not in ("sealed_at", "status")]
 
 
 def seal_name(issuer: str) -> str:
@@ -41,9 +47,11 @@ def seal_name(issuer: str) -> str:
     return f"{issuer}{SEAL_NAME_SUFFIX}"
 
 
-def clear_licence(row: Any, cipher: Any = None) -> dict[str, Any]:
-    """A licence row as a mapping with clear holder code and face content (decrypted for natural persons)."""
-    licence = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+def clear_licence(row: Any, cipher: Any = None, in_place: bool = False) -> dict[str, Any]:
+    """A licence row as a mapping with clear holder code and face content (decrypted for natural persons).
+
+    in_place: `row` is a dict the caller owns (read_chunk's), completed rather than copied."""
+    licence = row if in_place else dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     if licence.get("holder_code") is None and licence.get("holder_code_enc") is not None:
         cipher = cipher or _cipher()
         licence["holder_code"] = cipher.decrypt(licence["holder_code_enc"])
@@ -60,18 +68,21 @@ def _cipher() -> Any:
     return get_cipher()
 
 
+def _seal_columns(licence: dict[str, Any], key_id: str, sealed_at: str) -> dict[str, Any]:
+    """The seal block of a licence, before its signature: signer, seal name, algorithm, key id and time."""
+    return {"seal_signer": licence["issuer"], "seal_name": seal_name(licence["issuer"]),
+            "seal_algorithm": keys.ALGORITHM, "seal_key_id": key_id, "sealed_at": sealed_at}
+
+
 def sign_licence(licence: dict[str, Any], private_key: Any, key_id: str, sealed_at: str) -> dict[str, Any]:
     """Seal columns for one clear licence: signer, seal name, algorithm, key id, time and the Ed25519 signature."""
-    seal = {
-        "seal_signer": licence["issuer"], "seal_name": seal_name(licence["issuer"]),
-        "seal_algorithm": keys.ALGORITHM, "seal_key_id": key_id, "sealed_at": sealed_at,
-    }
+    seal = _seal_columns(licence, key_id, sealed_at)
     seal["seal_value"] = private_key.sign(document_bytes({**licence, **seal}))
     return seal
 
 
-def _seal_chunk(url: str, first: str, last: str, key_ids: dict[str, str], sealed_at: str) -> int:
-    """Seal the unsealed licences with first <= licence_id <= last (read, sign, write); returns how many were written.
+def _seal_chunk(url: str, first: Any, last: Any, key_ids: dict[str, str], sealed_at: str) -> int:
+    """Seal the unsealed licences with first <= row key <= last (read, sign, write); returns how many were written.
 
     Each worker writes its own chunk: no seal travels back through the parent, and on PostgreSQL the
     writes run in parallel (SQLite serialises them, while the other worker signs).
@@ -83,34 +94,57 @@ def _seal_chunk(url: str, first: str, last: str, key_ids: dict[str, str], sealed
     return _store(engine, seals, datetime.fromisoformat(sealed_at.replace("Z", "+00:00")))
 
 
-def read_chunk(connection: sa.Connection, first: str, last: str, sealed: bool) -> list[dict[str, Any]]:
-    """Licences with first <= licence_id <= last (sealed or unsealed ones), as plain dicts of driver values.
+def _param(dialect: sa.Dialect, name: str) -> str:
+    """A named placeholder in the driver's own style (sqlite3 :name, psycopg %(name)s)."""
+    return f"%({name})s" if dialect.paramstyle == "pyformat" else f":{name}"
 
-    Plain SQL without result types: SQLite gives dates as ISO text and JSON as text, PostgreSQL gives date
-    objects and parsed JSON — the canonical form is the same either way (see clear_licence). Skipping
-    SQLAlchemy's per-value result processing halves the cost of reading a million rows.
-    `updated_at` stays as the driver gave it, to match it unchanged when the seal is written.
+
+def _json(text: str) -> Any:
+    """Parsed JSON text: orjson (4× faster), the standard library for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def read_chunk(connection: sa.Connection, first: Any, last: Any, sealed: bool) -> list[dict[str, Any]]:
+    """Licences with first <= row key <= last (see row_key; sealed or unsealed ones), as plain dicts of driver values.
+
+    Straight through the driver's cursor (tuples, no SQLAlchemy rows or result processing): a third of the cost
+    of reading through SQLAlchemy, measured on a million licences. SQLite gives dates as ISO text and JSON as
+    text, PostgreSQL gives date objects and parsed JSON — the canonical form is the same either way (see
+    clear_licence). `updated_at` stays as the driver gave it, to match it unchanged when the seal is written.
     """
-    names = [c.name for c in ALL_COLUMNS]
-    sql = (f"SELECT {', '.join(names)} FROM licence WHERE licence_id >= :first AND licence_id <= :last "
-           f"AND seal_value IS {'NOT NULL' if sealed else 'NULL'}")
-    rows = connection.execute(sa.text(sql), {"first": first, "last": last}).all()
+    names = SEAL_READ_COLUMNS if sealed else SIGN_READ_COLUMNS
+    dialect = connection.dialect
+    key = row_key(dialect)
+    sql = (f"SELECT {key}, {', '.join(names)} FROM licence WHERE {key} >= {_param(dialect, 'first')} "
+           f"AND {key} <= {_param(dialect, 'last')} AND seal_value IS {'NOT NULL' if sealed else 'NULL'}")
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, {"first": first, "last": last})
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
     out = []
     for row in rows:
-        licence = dict(zip(names, row))
+        licence = dict(zip(names, row[1:]))
+        licence["row_key"] = row[0]
         face = licence["face_content"]
         if type(face) is str:
-            licence["face_content"] = json.loads(face)
-        sealed_at = licence["sealed_at"]
+            licence["face_content"] = _json(face)
+        sealed_at = licence.get("sealed_at")
         if type(sealed_at) is str:  # SQLite: UTC text without zone
             licence["sealed_at"] = datetime.fromisoformat(sealed_at).replace(tzinfo=timezone.utc)
+        if type(licence.get("seal_value")) is memoryview:  # psycopg gives bytea as memoryview
+            licence["seal_value"] = bytes(licence["seal_value"])
         licence["raw_updated_at"] = licence["updated_at"]
         out.append(licence)
     return out
 
 
-def _sign_chunk(engine: sa.Engine, first: str, last: str, key_ids: dict[str, str], sealed_at: str) -> list[dict[str, Any]]:
-    """Read the unsealed licences with first <= licence_id <= last and return their seal columns."""
+def _sign_chunk(engine: sa.Engine, first: Any, last: Any, key_ids: dict[str, str], sealed_at: str) -> list[dict[str, Any]]:
+    """Read the unsealed licences with first <= row key <= last and return their seal columns."""
     store = keys.store_for(engine)
     cipher = None
     with engine.connect() as connection:
@@ -122,21 +156,33 @@ def _sign_chunk(engine: sa.Engine, first: str, last: str, key_ids: dict[str, str
         key_id = key_ids.get(licence["issuer_code"])
         if key_id is None:  # arrived after this run listed the issuers: sealed by the next run
             continue
-        licence = clear_licence(licence, cipher)
-        seal = sign_licence(licence, store.private(key_id), key_id, sealed_at)
-        seal["lid"], seal["seen_updated_at"] = licence["licence_id"], licence["raw_updated_at"]
+        licence = clear_licence(licence, cipher, in_place=True)
+        seal = _seal_columns(licence, key_id, sealed_at)
+        licence.update(seal)  # the row is ours: no copy for the document
+        seal["seal_value"] = store.private(key_id).sign(document_bytes(licence))
+        seal["row"], seal["lid"], seal["seen_updated_at"] = licence["row_key"], licence["licence_id"], licence["raw_updated_at"]
         out.append(seal)
     return out
 
 
-def key_ranges(engine: sa.Engine, where: Any, size: int) -> Iterator[tuple[str, str]]:
-    """(first, last) licence ids of consecutive chunks of `size` rows matching `where` (keyset scan of ids only)."""
+def row_key(dialect: sa.Dialect) -> str:
+    """The column chunks are cut on: SQLite's rowid (the table's physical order), elsewhere the licence id.
+
+    On SQLite a chunk of consecutive licence ids is scattered over the whole table (ids sort by issuer, rows lie
+    in arrival order), so sealing it rewrote one 4 KiB page per licence; chunks of consecutive rowids read and
+    write neighbouring rows (measured: reading and writing a chunk costs about half as much)."""
+    return "rowid" if dialect.name == "sqlite" else "licence_id"
+
+
+def key_ranges(engine: sa.Engine, where: Any, size: int) -> Iterator[tuple[Any, Any]]:
+    """(first, last) row keys (see row_key) of consecutive chunks of `size` rows matching `where` (keyset scan)."""
+    key = sa.literal_column(row_key(engine.dialect))
     last = None
     with engine.connect() as connection:
         while True:
-            query = sa.select(_table.c.licence_id).where(where).order_by(_table.c.licence_id).limit(size)
+            query = sa.select(key).select_from(_table).where(where).order_by(key).limit(size)
             if last is not None:
-                query = query.where(_table.c.licence_id > last)
+                query = query.where(key > last)
             ids = connection.execute(query).scalars().all()
             if not ids:
                 return
@@ -144,28 +190,40 @@ def key_ranges(engine: sa.Engine, where: Any, size: int) -> Iterator[tuple[str, 
             last = ids[-1]
 
 
-_STORE = sa.text(
-    "UPDATE licence SET seal_signer = :seal_signer, seal_name = :seal_name, seal_algorithm = :seal_algorithm, "
-    "seal_key_id = :seal_key_id, seal_value = :seal_value, sealed_at = :sealed_at "
-    "WHERE licence_id = :lid AND seal_value IS NULL AND updated_at = :seen_updated_at"
-)
+_SEAL_COLUMNS = ("seal_signer", "seal_name", "seal_algorithm", "seal_key_id", "seal_value", "sealed_at")
+
+
+def _store_sql(dialect: sa.Dialect) -> str:
+    """The seal UPDATE, positional placeholders in the driver's style: only where the row is unsealed and unchanged."""
+    p = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
+    assignments = ", ".join(f"{name} = {p}" for name in _SEAL_COLUMNS)
+    # licence_id is matched on SQLite too: a VACUUM between read and write may renumber rowids
+    found = f"rowid = {p} AND licence_id = {p}" if row_key(dialect) == "rowid" else f"licence_id = {p}"
+    return f"UPDATE licence SET {assignments} WHERE {found} AND seal_value IS NULL AND updated_at = {p}"
 
 
 def _store(engine: sa.Engine, seals: list[dict[str, Any]], sealed_at: datetime) -> int:
     """Write seal columns, only where the row is still unsealed and unchanged since it was read.
 
-    Plain SQL with driver-level values (updated_at as the driver returned it, sealed_at converted once):
-    no per-row type processing, which is most of the cost of a million-row update.
+    The driver's executemany over tuples of driver-level values (updated_at as the driver returned it,
+    sealed_at converted once): no SQLAlchemy statement or per-row parameter processing — 10 µs a row on
+    SQLite instead of 30.
     """
     if not seals:
         return 0
     processor = _table.c.sealed_at.type.bind_processor(engine.dialect)
     stored_at = processor(sealed_at) if processor else sealed_at
-    for seal in seals:
-        seal["sealed_at"] = stored_at
+    by_rowid = row_key(engine.dialect) == "rowid"
+    rows = [(s["seal_signer"], s["seal_name"], s["seal_algorithm"], s["seal_key_id"], s["seal_value"], stored_at,
+             *((s["row"],) if by_rowid else ()), s["lid"], s["seen_updated_at"]) for s in seals]
     with engine.begin() as connection:
-        result = connection.execute(_STORE, seals)
-    return result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(seals)
+        cursor = connection.connection.cursor()
+        try:
+            cursor.executemany(_store_sql(engine.dialect), rows)
+            count = cursor.rowcount
+        finally:
+            cursor.close()
+    return count if count is not None and count >= 0 else len(seals)
 
 
 def seal_pending(

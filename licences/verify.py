@@ -89,9 +89,9 @@ def status_problem(stored_status: str | None, valid_until: Any, today: date) -> 
     return name, None
 
 
-def _verdict_for_row(row: Any, store: keys.KeyStore, today: date, cipher: Any = None) -> Verdict:
-    """Verify one licence row: seal first, then status."""
-    licence = clear_licence(row, cipher)
+def _verdict_for_row(row: Any, store: keys.KeyStore, today: date, cipher: Any = None, in_place: bool = False) -> Verdict:
+    """Verify one licence row: seal first, then status (in_place: row is a dict the caller owns, see clear_licence)."""
+    licence = clear_licence(row, cipher, in_place)
     problem = seal_problem(
         document_bytes(licence) if licence.get("seal_value") else b"", licence.get("seal_value"),
         licence.get("seal_key_id"), licence.get("seal_algorithm"), licence.get("sealed_at"),
@@ -114,8 +114,8 @@ def verify_licence(engine: sa.Engine, licence_id: str, today: date) -> Verdict:
     return _verdict_for_row(row, keys.store_for(engine), today)
 
 
-def _verify_chunk(url: str, first: str, last: str, today: date) -> dict[str, Any]:
-    """Verify the sealed licences with first <= licence_id <= last; counts by outcome and by reason."""
+def _verify_chunk(url: str, first: Any, last: Any, today: date) -> dict[str, Any]:
+    """Verify the sealed licences with first <= row key <= last (seal.row_key); counts by outcome and by reason."""
     from hub.db import engine_for
 
     engine = engine_for(url)
@@ -129,7 +129,7 @@ def _verify_chunk(url: str, first: str, last: str, today: date) -> dict[str, Any
             from hub.crypto import get_cipher
 
             cipher = get_cipher()
-        verdict = _verdict_for_row(row, store, today, cipher)
+        verdict = _verdict_for_row(row, store, today, cipher, in_place=True)
         counts["checked"] += 1
         if verdict.ok:
             counts["seal_ok"] += 1
