@@ -16,12 +16,19 @@ forwards; a rerun of the run id returns its landing, and asking that run id for 
 Schema drift: before extracting, the connector's schema is compared with the previous landing that had rows
 (columns added, removed or retyped). The changes are kept in the landing's metadata (schema_changes); the
 registry's `on_schema_drift` (warn | fail, default warn) says whether they only warn or stop the collection.
+
+Retries: a connector error marked retryable (a SQL source's statement timeout or a connection lost mid-read,
+connectors.sql.TransientSourceError) is retried within the task — the connector's extract_retry gives the attempts
+and the first backoff, doubling — because a partial extract is never published, so the next attempt starts clean
+from the same watermark. When the attempts are spent the task fails with a SourceError that says so; Airflow then
+retries the task by its own policy (hub.dag_factory). Every other SourceError fails at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -35,13 +42,13 @@ import sqlalchemy as sa
 
 from connectors import connections
 from connectors.base import Connector, SourceError, Watermark
-from connectors.connections import sqlalchemy_url
+from connectors.connections import sql_connection
 from connectors.files import file_connector
 from connectors.http import http_connector
 from connectors.landing import METADATA_FILE, Landing, read_landing, write_landing
 from connectors.registry import SourceSpec, get_source
 from connectors.snapshot import SnapshotDiff
-from connectors.sql import SqlConnector
+from connectors.sql import sql_connector
 from hub.db import engine_for
 from hub.faults import fault_point
 from hub.models import SourceRun
@@ -50,16 +57,17 @@ from hub.settings import get_settings
 log = logging.getLogger(__name__)
 
 DRIFT_POLICIES = ("warn", "fail")
+_sleep = time.sleep  # the wait between extract attempts (tests replace it)
 
 
 def connector_for(spec: SourceSpec) -> Connector:
     """The connector of a registered source."""
     if spec.kind == "sql":
         try:
-            url = sqlalchemy_url(spec.connection)
+            url, extra = sql_connection(spec.connection)
         except (LookupError, ValueError) as error:  # the messages name the connection, never its content
             raise SourceError(f"数据源 {spec.id}: {error}") from error
-        return SqlConnector(spec.id, url, spec.table or spec.id, spec.primary_key, spec.replication_key)
+        return sql_connector(spec, url, extra)
     if spec.kind == "file":
         return file_connector(spec, connection_fields(spec.id, spec.connection), get_settings().data_root)
     if spec.kind == "http":
@@ -309,6 +317,37 @@ def extract(
     )
 
 
+def extract_with_retries(
+    connector: Connector, spec: SourceSpec, engine: sa.Engine, landing_root: Path, run_id: str,
+    window: tuple[str, str] | None = None, retry: tuple[int, float] = (1, 0.0),
+) -> Landing:
+    """extract(), again after a retryable failure (retry = attempts, first backoff); a clear SourceError when they are spent."""
+    attempts, backoff = retry
+    for attempt in range(1, attempts + 1):
+        try:
+            landing = extract(connector, spec, engine, landing_root, run_id, window)
+        except SourceError as error:
+            if not getattr(error, "retryable", False):
+                raise
+            if attempt >= attempts:
+                raise SourceError(
+                    f"数据源 {spec.id}: 采集 {attempts} 次均失败 failed in all {attempts} attempts of this task try；未发布任何落地，"
+                    f"水位未变 nothing was landed, the watermark did not move；任务按重试策略稍后再试，仍失败则运行失败 "
+                    f"the task is retried by its retry policy and fails when those run out. 最后一次 last: {error}"
+                ) from error
+            delay = backoff * 2 ** (attempt - 1)
+            log.warning("数据源 %s: 第 %d/%d 次采集失败 attempt failed, %.1f s 后重试 retrying: %s", spec.id, attempt, attempts, delay, error)
+            close = getattr(connector, "close", None)
+            if close is not None:  # temporary spools of the failed attempt (a snapshot diff's) go now, not at the end
+                close()
+            _sleep(delay)
+        else:
+            if attempt > 1:
+                log.warning("数据源 %s: 第 %d 次采集成功 landed at attempt %d", spec.id, attempt, attempt)
+            return landing
+    raise AssertionError("unreachable: attempts >= 1")
+
+
 def collect(source_id: str, run_id: str, window: tuple[Any, Any] | None = None) -> dict:
     """Extract a source into landing for a run (idempotent per run id); returns the landing metadata.
 
@@ -320,13 +359,14 @@ def collect(source_id: str, run_id: str, window: tuple[Any, Any] | None = None) 
     engine = engine_for(settings.database_url)
     started_at = datetime.now(timezone.utc)
     connector = connector_for(spec)
+    retry = getattr(connector, "extract_retry", (1, 0.0))  # before a snapshot diff wraps the connector
     try:
         landing = read_landing(settings.landing_dir, spec.id, run_id)
         if landing is None:
             if spec.mode == "snapshot":
                 baseline, baseline_run = snapshot_baseline(engine, spec.id, run_id)
                 connector = SnapshotDiff(connector, baseline, settings.data_root / "tmp", baseline_run)
-            landing = extract(connector, spec, engine, settings.landing_dir, run_id, bounds)
+            landing = extract_with_retries(connector, spec, engine, settings.landing_dir, run_id, bounds, retry)
         else:
             _same_request(spec, run_id, landing, bounds)
         record_landing(engine, landing, started_at)

@@ -38,7 +38,21 @@ def connection_json(url: str | sa.URL) -> str:
 
 def sqlalchemy_url(conn_id: str) -> sa.URL:
     """The SQLAlchemy URL of an Airflow connection; read through Airflow's secrets backends when available."""
+    return sql_connection(conn_id)[0]
+
+
+def sql_connection(conn_id: str) -> tuple[sa.URL, dict[str, Any]]:
+    """The SQLAlchemy URL and the extra fields of a database connection, from one read of the connection.
+
+    The extra carries per-connection reading limits (query_timeout_seconds, connect_timeout_seconds, …) that
+    operations may set in Airflow without a registry change (connectors.sql.sql_options).
+    """
     conn = _airflow_connection(conn_id)
+    return _url_of(conn_id, conn), dict(conn.get("extra") or {})
+
+
+def _url_of(conn_id: str, conn: dict[str, Any]) -> sa.URL:
+    """The SQLAlchemy URL of a connection's fields."""
     conn_type = conn.get("conn_type")
     if conn_type not in SQLALCHEMY_DRIVERS:
         raise ValueError(f"连接 {conn_id} 的类型 {conn_type} 不受支持 unsupported connection type")

@@ -8,6 +8,18 @@ Two ways to read, one result:
   to exactly the values the cursor path would give (timestamptz as UTC, like the cursor path).
 Either way the batches are cut to `batch_rows` rows, and the replication key's high mark is taken per batch
 with an Arrow max, so the watermark costs nothing per row.
+
+Limits (SqlOptions; registry keys of the same names, connection extras override them): a source that accepts
+the connection but never answers (a locked table, a runaway query) must not hold the task until Airflow's
+execution_timeout. Every statement gets `query_timeout_seconds` on the server — PostgreSQL statement_timeout
+(COPY included), MariaDB max_statement_time (MySQL: max_execution_time) with lock_wait_timeout for table locks —
+and SQLite a progress-handler deadline that interrupts the statement, plus a busy timeout of the same length.
+What it bounds differs by path: PostgreSQL's cursor path fetches in separate FETCH statements and SQLite's deadline
+restarts with each partition fetched, so there it bounds the wait for each batch; the extract is one statement on
+the COPY and MariaDB paths, so there it bounds the whole read (≈250,000 rows/s through COPY here: 300 s is far more
+than a scheduled run reads; raise it per source for a huge first load).
+A timeout or a connection lost mid-read raises SourceTimeout / TransientSourceError (retryable = True):
+connectors.collect retries the extract (max_attempts, backoff_seconds), then fails clearly, landing nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +27,11 @@ from __future__ import annotations
 import decimal
 import io
 import json
-from collections.abc import Iterator
+import math
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
 
@@ -30,6 +46,119 @@ from hub.faults import fault_point
 COPY_BLOCK = 1 << 20  # bytes pyarrow parses at a time: bounds the memory of the COPY path
 # Session settings of the COPY path: the text PostgreSQL writes must be the text Arrow parses exactly.
 COPY_SETTINGS = {"DateStyle": "ISO, YMD", "TimeZone": "UTC", "extra_float_digits": "3", "bytea_output": "hex"}
+SQLITE_PROGRESS_STEPS = 10_000  # SQLite VM steps between deadline checks (well under a millisecond of work)
+MYSQL_TIMEOUT_CODES = {1969: "MariaDB max_statement_time", 3024: "MySQL max_execution_time", 1205: "lock_wait_timeout"}
+MYSQL_LOST_CODES = {1317, 2006, 2013}  # query interrupted (KILL QUERY), server gone away, connection lost
+
+
+@dataclass(frozen=True)
+class SqlOptions:
+    """Reading limits of one relational source (registry keys of the same names; connection extras override them)."""
+
+    query_timeout_seconds: float = 300.0  # per statement (per fetched batch on the cursor paths of PostgreSQL and SQLite)
+    connect_timeout_seconds: float = 30.0
+    max_attempts: int = 2  # extract attempts per task try for a timeout or a dropped connection (connectors.collect)
+    backoff_seconds: float = 10.0  # before the second attempt, doubling after
+
+
+class TransientSourceError(SourceError):
+    """A failure that another attempt may not meet (a dropped connection, a cancelled statement): retried."""
+
+    retryable = True
+
+
+class SourceTimeout(TransientSourceError):
+    """A statement ran past the source's query timeout (a locked table, a runaway query): retried, then a clear failure."""
+
+
+def sql_options(source_id: str, *layers: Mapping[str, Any]) -> SqlOptions:
+    """SqlOptions from the registry entry's options, then the connection's extra (later layers win), checked."""
+    names = {f.name: f.type for f in fields(SqlOptions)}
+    given: dict[str, Any] = {}
+    for layer in layers:
+        given |= {k: v for k, v in layer.items() if k in names}
+    try:
+        options = SqlOptions(**{k: int(v) if names[k] in ("int", int) else float(v) for k, v in given.items()})
+    except (TypeError, ValueError) as error:
+        raise SourceError(f"数据源 {source_id}: 读取参数不是数字 reading limits must be numbers: {error}") from error
+    if options.query_timeout_seconds <= 0 or options.connect_timeout_seconds <= 0 or options.max_attempts < 1 \
+            or options.backoff_seconds < 0:
+        raise SourceError(f"数据源 {source_id}: 读取参数超出范围 reading limits out of range: timeouts > 0, max_attempts ≥ 1, "
+                          f"backoff_seconds ≥ 0 ({options})")
+    return options
+
+
+def sql_connector(spec: Any, url: sa.URL | str, extra: Mapping[str, Any]) -> "SqlConnector":
+    """The connector of a registered sql source: limits from the registry entry, overridden by the connection's extra."""
+    options = sql_options(spec.id, spec.options, extra)
+    return SqlConnector(spec.id, url, spec.table or spec.id, spec.primary_key, spec.replication_key, options=options)
+
+
+def source_engine(url: sa.URL | str, options: SqlOptions) -> sa.Engine:
+    """An engine whose every connection carries the source's connect timeout and statement limit."""
+    url = sa.make_url(url)
+    backend, seconds = url.get_backend_name(), options.query_timeout_seconds
+    if backend == "postgresql":
+        # libpq options: the limit holds from the first statement (reflection included), with no SET to roll back.
+        limit = f"-c statement_timeout={max(1, math.ceil(seconds * 1000))}"
+        given = url.query.get("options")
+        url = url.update_query_dict({"options": f"{given} {limit}" if given else limit})
+        engine = sa.create_engine(url, connect_args={"connect_timeout": max(2, math.ceil(options.connect_timeout_seconds))})
+    elif backend in ("mysql", "mariadb"):
+        engine = sa.create_engine(url, connect_args={"connect_timeout": options.connect_timeout_seconds})
+        sa.event.listen(engine, "connect", lambda dbapi, _record: _mysql_session_limits(dbapi, seconds))
+    elif backend == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": seconds})  # busy timeout: a writer's lock waits as long
+        sa.event.listen(engine, "connect", lambda dbapi, record: _sqlite_deadline(dbapi, record, seconds))
+        sa.event.listen(engine, "before_cursor_execute", _start_sqlite_deadline)
+    else:
+        engine = sa.create_engine(url)
+    return engine
+
+
+def _mysql_session_limits(dbapi_connection: Any, seconds: float) -> None:
+    """SET SESSION the statement limit and the table-lock wait (SHOW/SELECT waiting on another session's LOCK TABLES)."""
+    lock_wait = max(1, math.ceil(seconds))
+    server = str(dbapi_connection.get_server_info()) if hasattr(dbapi_connection, "get_server_info") else ""
+    if "mariadb" in server.lower():
+        statement = f"SET SESSION max_statement_time = {seconds:.3f}, lock_wait_timeout = {lock_wait}"
+    else:  # MySQL has no max_statement_time; max_execution_time (ms) bounds SELECT, which is all a source read runs
+        statement = f"SET SESSION max_execution_time = {max(1, math.ceil(seconds * 1000))}, lock_wait_timeout = {lock_wait}"
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+class _SqliteDeadline:
+    """SQLite's progress handler: interrupts the running statement once it has run past its deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.until = math.inf
+
+    def start(self) -> None:
+        """A statement (or the next partition of its result) starts: its deadline is `seconds` from now."""
+        self.until = time.monotonic() + self.seconds
+
+    def __call__(self) -> int:
+        """Non-zero aborts the statement with sqlite3.OperationalError('interrupted')."""
+        return int(time.monotonic() > self.until)
+
+
+def _sqlite_deadline(dbapi_connection: Any, record: Any, seconds: float) -> None:
+    """Install the deadline on a new SQLite connection (kept in the pool record for before_cursor_execute)."""
+    deadline = _SqliteDeadline(seconds)
+    record.info["hub_deadline"] = deadline
+    dbapi_connection.set_progress_handler(deadline, SQLITE_PROGRESS_STEPS)
+
+
+def _start_sqlite_deadline(connection: sa.Connection, *_: Any) -> None:
+    """before_cursor_execute: start the statement's deadline."""
+    deadline = connection.info.get("hub_deadline")
+    if deadline is not None:
+        deadline.start()
 
 
 def arrow_type(column_type: sa.types.TypeEngine) -> pa.DataType:
@@ -63,12 +192,14 @@ class SqlConnector:
         primary_key: tuple[str, ...],
         replication_key: str | None = None,
         use_copy: bool = True,
+        options: SqlOptions = SqlOptions(),
     ) -> None:
         self.source_id = source_id
         self.table_name = table
         self.primary_key = primary_key
         self.replication_key = replication_key
-        self._engine = sa.create_engine(url)
+        self.options = options
+        self._engine = source_engine(url, options)
         self._table: sa.Table | None = None
         self.use_copy = use_copy  # False forces the portable cursor path (tests compare the two)
         self.watermark = Watermark()
@@ -84,6 +215,7 @@ class SqlConnector:
             except sa.exc.NoSuchTableError as error:
                 raise SourceError(f"数据源 {self.source_id}: 表 {self.table_name} 不存在 table not found") from error
             except sa.exc.SQLAlchemyError as error:
+                self._raise_if_timeout(error, "读取表结构 reading the table definition")
                 raise SourceError(f"数据源 {self.source_id} 无法连接 cannot connect: {_cause(error)}") from error
             finally:
                 self._engine.dispose()  # a task process should not keep idle connections to a department's database
@@ -117,7 +249,9 @@ class SqlConnector:
                 yield batch
                 fault_point("extract.sql_batch")  # a crash mid-stream: nothing may be published
         except (sa.exc.SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error) as error:  # the COPY path meets driver errors raw
-            raise SourceError(f"数据源 {self.source_id} 读取失败 read failed: {_cause(error)}") from error
+            self._raise_if_timeout(error, "读取数据 reading rows")
+            failure = TransientSourceError if _transient(error, self._engine.dialect.loaded_dbapi) else SourceError
+            raise failure(f"数据源 {self.source_id} 读取失败 read failed: {_cause(error)}") from error
         except pa.ArrowInvalid as error:
             raise SourceError(f"数据源 {self.source_id} 值无法转换 cannot convert a value: {str(error).splitlines()[0][:200]}") from error
         finally:
@@ -125,6 +259,23 @@ class SqlConnector:
         self.watermark = Watermark(
             low=None if since is None else _key_text(since), high=None if high is None else _key_text(high)
         )
+
+    @property
+    def extract_retry(self) -> tuple[int, float]:
+        """(attempts, first backoff in seconds) connectors.collect gives an extract that fails with a retryable error."""
+        return self.options.max_attempts, self.options.backoff_seconds
+
+    def _raise_if_timeout(self, error: BaseException, doing: str) -> None:
+        """Raise SourceTimeout when `error` is the source's statement limit (or lock wait) running out."""
+        limit = _timeout_limit(error)
+        if limit is None:
+            return
+        seconds = f"{self.options.query_timeout_seconds:g}"
+        raise SourceTimeout(
+            f"数据源 {self.source_id}: 查询超时 query timed out（{doing}）: 超过 {seconds} 秒未完成 not finished within {seconds} s "
+            f"({limit}, query_timeout_seconds = {seconds})；源表可能被锁或查询过慢 the source table may be locked or the query slow；"
+            f"可重试，将再次尝试 retryable, it will be retried: {_cause(error)}"
+        ) from error
 
     def _copy_available(self) -> bool:
         """True when the source is PostgreSQL read through psycopg 3 (the COPY path)."""
@@ -136,11 +287,14 @@ class SqlConnector:
         plain = [isinstance(c.type, sa.types.String) or not pa.types.is_string(f.type) for c, f in zip(query.selected_columns, schema)]
         with self._engine.connect() as connection:
             result = connection.execution_options(stream_results=True, yield_per=batch_rows).execute(query)
+            deadline = connection.info.get("hub_deadline")  # SQLite: the limit bounds each partition, not the whole read
             for rows in result.partitions(batch_rows):
                 columns = list(zip(*rows))
                 yield pa.RecordBatch.from_arrays(
                     [_arrow_column(col, f.type, direct) for col, f, direct in zip(columns, schema, plain)], schema=schema
                 )
+                if deadline is not None:
+                    deadline.start()
 
     def _copy_batches(self, query: sa.Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """PostgreSQL: COPY (query) TO STDOUT as CSV, parsed by pyarrow block by block."""
@@ -260,6 +414,37 @@ def _as_key_value(text: Any, key_type: sa.types.TypeEngine) -> Any:
     except ValueError as error:
         raise ValueError(f"增量键取值 {text!r} 与列类型 {key_type} 不符 is not a valid value of the replication key") from error
     return text
+
+
+def _timeout_limit(error: BaseException) -> str | None:
+    """Which limit a driver error reports running out (None: not a timeout)."""
+    original = getattr(error, "orig", None) or error
+    text = str(original)
+    if getattr(original, "sqlstate", None) == "57014" and "statement timeout" in text:
+        return "PostgreSQL statement_timeout"
+    code = original.args[0] if original.args and isinstance(original.args[0], int) else None
+    if code in MYSQL_TIMEOUT_CODES:
+        return MYSQL_TIMEOUT_CODES[code]
+    if isinstance(original, sqlite3.OperationalError):
+        if text == "interrupted":
+            return "SQLite 进度处理器截止 progress-handler deadline"
+        if "database is locked" in text:
+            return "SQLite busy timeout"
+    return None
+
+
+def _transient(error: BaseException, dbapi: Any) -> bool:
+    """True for a failure another attempt may not meet: a lost connection, a cancelled statement, a locked file."""
+    original = getattr(error, "orig", None) or error
+    if isinstance(original, sqlite3.Error):
+        return isinstance(original, sqlite3.OperationalError) and any(
+            word in str(original) for word in ("locked", "interrupted", "disk I/O"))
+    code = original.args[0] if original.args and isinstance(original.args[0], int) else None
+    if code is not None and getattr(dbapi, "__name__", "") in ("pymysql", "MySQLdb"):
+        return code in MYSQL_LOST_CODES
+    # psycopg: connection failures, AdminShutdown (a terminated backend), QueryCanceled are OperationalError.
+    operational = getattr(dbapi, "OperationalError", None)
+    return operational is not None and isinstance(original, operational)
 
 
 def _cause(error: BaseException) -> str:

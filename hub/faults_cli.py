@@ -197,7 +197,8 @@ FOOTER = """## What is checked · 检查内容
   content hashes, `LATEST` and `catalog.json`. The test suite runs five trials at the riskiest points; `make faults`
   runs the full count.
 - **Source faults** (`tests/test_source_faults.py`, with `tests/test_collect_failures.py`): a PostgreSQL backend
-  terminated mid-read (COPY and cursor paths), the court API failing for good or for a while (`world/server.py`'s
+  terminated mid-read (COPY and cursor paths), a source that never answers (a locked table or a runaway
+  query on PostgreSQL, MariaDB and SQLite: stopped by the query timeout, retried, then a clear failure), the court API failing for good or for a while (`world/server.py`'s
   fault injection), a short page before the end, a slow API, a file still being written; the library and the
   exchange's freshness figures after a failed collection.
 - **Bad input** (`tests/badinput/`, `tests/test_bad_input.py`): the corpus through the file-drop connector and

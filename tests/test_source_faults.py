@@ -1,7 +1,8 @@
 """Source faults beyond an unreachable server (tests/test_collect_failures.py): a connection dropped mid-stream,
-an API that fails for good or only for a while, returns a short page or answers too slowly, a file still being
-written. Each is retried or fails clearly; a partial extract is never published as a landing; other sources go
-on; and the libraries keep answering from the last good state."""
+a source database that never answers (a locked table, a runaway query: the query timeout), an API that fails
+for good or only for a while, returns a short page or answers too slowly, a file still being written. Each is
+retried or fails clearly; a partial extract is never published as a landing; other sources go on; and the
+libraries keep answering from the last good state."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from connectors import collect as collect_module
 from connectors.base import SourceError
 from connectors.collect import collect
 from connectors.http import HttpConnector, HttpOptions
 from connectors.landing import landing_dir, write_landing
-from connectors.sql import SqlConnector
+from connectors.sql import SourceTimeout, SqlConnector, sql_options
 from test_connector_files import _connector as file_connector_in
 from test_connector_http import ENDPOINT, TOKEN, FakeApi, court_records
 
@@ -55,8 +57,8 @@ def pg_sources(hub_settings, pg_url: str, tmp_path: Path, monkeypatch: pytest.Mo
 
     upgrade(hub_settings.database_url)
     registry = tmp_path / "sources.yaml"
-    registry.write_text(yaml.safe_dump({"sources": [ENTRY | {"id": n, "connection": n} for n in ("t_pg", "t_up")]},
-                                       allow_unicode=True), encoding="utf-8")
+    entries = [ENTRY | {"id": n, "connection": n, "backoff_seconds": 0.1} for n in ("t_pg", "t_up")]
+    registry.write_text(yaml.safe_dump({"sources": entries}, allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("HUB_SOURCE_REGISTRY", str(registry))
     url = sa.make_url(pg_url)
     monkeypatch.setenv("AIRFLOW_CONN_T_PG", json.dumps({"conn_type": "postgres", "host": url.host, "port": url.port,
@@ -109,6 +111,7 @@ def test_a_connection_dropped_mid_stream_publishes_nothing_and_a_retry_lands_eve
             collect("t_pg", "r1")
     message = str(failure.value)
     assert "t_pg" in message and "读取失败" in message
+    assert "采集 2 次均失败" in message  # a dropped connection is retried within the task before it fails
     assert _published(hub_settings.landing_dir, "t_pg") == []  # not even a temporary folder is left
     assert _runs(hub_settings.database_url, "t_pg") == []  # no run recorded, the watermark did not move
     assert collect("t_up", "r1")["rows"] == 2  # another source is not affected
@@ -116,6 +119,161 @@ def test_a_connection_dropped_mid_stream_publishes_nothing_and_a_retry_lands_eve
     landed = collect("t_pg", "r1")
     assert landed["rows"] == 300_000 and landed["watermark_high"] == "2026-01-04 11:20:00"
     assert _runs(hub_settings.database_url, "t_pg") == [("r1", 300_000, "2026-01-04 11:20:00")]
+
+
+# ------------------------------------------------------------------------------------------------
+# A source database that accepts the connection but never answers: the query timeout
+# ------------------------------------------------------------------------------------------------
+
+# A 1 s limit, two attempts 0.1 s apart: the failure comes in about 2 s, not after Airflow's 2-hour execution_timeout.
+LIMITS = {"query_timeout_seconds": 1, "max_attempts": 2, "backoff_seconds": 0.1}
+TIMEOUT_FAILURE = r"{source}: 采集 2 次均失败.*最后一次 last: 数据源 {source}: 查询超时 query timed out.*超过 1 秒未完成.*{limit}.*将再次尝试"
+TWO_ROWS = "INSERT INTO t VALUES (1, '2026-01-01 08:00:00'), (2, '2026-01-02 08:00:00')"
+
+
+def _register(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sources: dict[str, tuple[dict, dict]]) -> None:
+    """Register credit sources {id: (registry options, Airflow connection)} plus t_up, an SQLite source with two rows."""
+    up = sa.create_engine(f"sqlite:///{tmp_path / 'up.sqlite'}")
+    with up.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, gxsj DATETIME)"))
+        connection.execute(sa.text(TWO_ROWS))
+    up.dispose()
+    sources = sources | {"t_up": ({}, {"conn_type": "sqlite", "host": str(tmp_path / "up.sqlite")})}
+    entries = [ENTRY | {"id": n, "connection": n} | options for n, (options, _) in sources.items()]
+    registry = tmp_path / "sources.yaml"
+    registry.write_text(yaml.safe_dump({"sources": entries}, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("HUB_SOURCE_REGISTRY", str(registry))
+    for name, (_, connection) in sources.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{name.upper()}", json.dumps(connection))
+
+
+def _server_connection(url: str, conn_type: str, **extra) -> dict:
+    """An Airflow connection (JSON fields) for a throw-away database of the local server."""
+    parsed = sa.make_url(url)
+    return {"conn_type": conn_type, "host": parsed.host, "port": parsed.port, "login": parsed.username,
+            "schema": parsed.database} | ({"extra": json.dumps(extra)} if extra else {})
+
+
+def _fails_clearly(source: str, limit: str, hub_settings) -> SourceError:
+    """Collect `source` (run r1): a timeout failure within seconds, nothing landed or recorded; returns the error."""
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=TIMEOUT_FAILURE.format(source=source, limit=limit)) as failure:
+        collect(source, "r1")
+    assert time.monotonic() - started < 10  # two 1 s attempts and a backoff, not a hang
+    assert isinstance(failure.value.__cause__, SourceTimeout) and failure.value.__cause__.retryable
+    assert _published(hub_settings.landing_dir, source) == []  # not even a temporary folder
+    assert _runs(hub_settings.database_url, source) == []  # no run recorded: the watermark did not move
+    assert collect("t_up", "r1")["rows"] == 2  # another source collected meanwhile is not affected
+    return failure.value
+
+
+@pytest.fixture
+def pg_locked(hub_settings, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Connection]:
+    """t_pg: a PostgreSQL source table of two rows under ACCESS EXCLUSIVE by another session (yielded: roll back to release)."""
+    from hub.db import upgrade
+
+    upgrade(hub_settings.database_url)
+    _register(tmp_path, monkeypatch, {"t_pg": (LIMITS, _server_connection(pg_url, "postgres"))})
+    source = sa.create_engine(pg_url)
+    with source.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, gxsj TIMESTAMP)"))
+        connection.execute(sa.text(TWO_ROWS))
+    locker = source.connect()
+    locker.begin()
+    locker.execute(sa.text("LOCK TABLE t IN ACCESS EXCLUSIVE MODE"))  # what a migration or VACUUM FULL holds
+    try:
+        yield locker
+    finally:
+        locker.close()
+        source.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("use_copy", [True, False], ids=["copy", "cursor"])
+def test_a_locked_postgresql_table_times_out_is_retried_then_fails_clearly(
+    pg_locked: sa.Connection, hub_settings, monkeypatch: pytest.MonkeyPatch, use_copy: bool
+) -> None:
+    if not use_copy:
+        monkeypatch.setattr(SqlConnector, "_copy_available", lambda self: False)
+    _fails_clearly("t_pg", "PostgreSQL statement_timeout", hub_settings)
+    pg_locked.rollback()  # the lock is released: Airflow's retry of the run lands every row, once
+    assert collect("t_pg", "r1")["rows"] == 2
+    assert _runs(hub_settings.database_url, "t_pg") == [("r1", 2, "2026-01-02 08:00:00")]
+
+
+@pytest.mark.postgres
+def test_a_lock_released_before_the_next_attempt_lands_at_that_attempt(
+    pg_locked: sa.Connection, hub_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+
+    def released_while_waiting(seconds: float) -> None:
+        waits.append(seconds)
+        pg_locked.rollback()
+
+    monkeypatch.setattr(collect_module, "_sleep", released_while_waiting)
+    landed = collect("t_pg", "r1")
+    assert waits == [0.1]  # one timed-out attempt, then the second one landed
+    assert landed["rows"] == 2 and _runs(hub_settings.database_url, "t_pg") == [("r1", 2, "2026-01-02 08:00:00")]
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("blocked_by", ["lock_tables", "sleep_view"])
+def test_a_mariadb_source_that_never_answers_times_out_then_fails_clearly(
+    hub_settings, mysql_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blocked_by: str
+) -> None:
+    from hub.db import upgrade
+
+    upgrade(hub_settings.database_url)
+    # The registry allows a minute; the connection's extra (operations' override) says 1 s, and wins.
+    table = {"lock_tables": "t", "sleep_view": "v"}[blocked_by]
+    options = LIMITS | {"query_timeout_seconds": 60, "table": table}
+    _register(tmp_path, monkeypatch, {"t_my": (options, _server_connection(mysql_url, "mysql", query_timeout_seconds=1))})
+    source = sa.create_engine(mysql_url)
+    with source.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, gxsj DATETIME)"))
+        connection.execute(sa.text(TWO_ROWS))
+        connection.execute(sa.text("CREATE VIEW v AS SELECT id, gxsj, SLEEP(30) AS slept FROM t"))  # a runaway query
+    locker = source.connect()
+    try:
+        if blocked_by == "lock_tables":
+            locker.exec_driver_sql("LOCK TABLES t WRITE")
+        # A table lock is waited for under both limits (equal here): whichever the server checks first ends it.
+        limit = "(MariaDB max_statement_time|lock_wait_timeout)" if blocked_by == "lock_tables" else "MariaDB max_statement_time"
+        _fails_clearly("t_my", limit, hub_settings)
+        if blocked_by == "lock_tables":
+            locker.exec_driver_sql("UNLOCK TABLES")  # released: Airflow's retry of the run lands every row
+            assert collect("t_my", "r1")["rows"] == 2
+    finally:
+        locker.close()
+        source.dispose()
+
+
+def test_a_runaway_sqlite_query_is_interrupted_then_fails_clearly(
+    hub_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hub.db import upgrade
+
+    upgrade(hub_settings.database_url)
+    runaway = sa.create_engine(f"sqlite:///{tmp_path / 'runaway.sqlite'}")
+    with runaway.begin() as connection:
+        # Counts to 300 million (minutes of work) before it returns its only row.
+        connection.execute(sa.text(
+            "CREATE VIEW t AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000000) "
+            "SELECT x AS id, '2026-01-01 08:00:00' AS gxsj FROM c WHERE x = 300000000"))
+    runaway.dispose()
+    _register(tmp_path, monkeypatch, {"t_lite": (LIMITS, {"conn_type": "sqlite", "host": str(tmp_path / "runaway.sqlite")})})
+    _fails_clearly("t_lite", "SQLite 进度处理器截止 progress-handler deadline", hub_settings)
+
+
+def test_reading_limits_come_from_the_registry_then_the_connection_and_are_checked() -> None:
+    assert sql_options("t_x", {"query_timeout_seconds": 60, "max_attempts": 3}, {"query_timeout_seconds": "5"}) == \
+        sql_options("t_x", {"max_attempts": 3, "query_timeout_seconds": 5})
+    assert sql_options("t_x").query_timeout_seconds == 300 and sql_options("t_x").max_attempts == 2
+    with pytest.raises(SourceError, match="t_x: 读取参数超出范围"):
+        sql_options("t_x", {"query_timeout_seconds": 0})
+    with pytest.raises(SourceError, match="t_x: 读取参数不是数字"):
+        sql_options("t_x", {}, {"max_attempts": "twice"})
 
 
 # ------------------------------------------------------------------------------------------------
