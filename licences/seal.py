@@ -85,7 +85,7 @@ def _seal_chunk(url: str, first: Any, last: Any, key_ids: dict[str, str], sealed
     """Seal the unsealed licences with first <= row key <= last (read, sign, write); returns how many were written.
 
     Each worker writes its own chunk: no seal travels back through the parent, and on PostgreSQL the
-    writes run in parallel (SQLite serialises them, while the other worker signs).
+    writes run in parallel (on SQLite they take turns — see hub.db.sqlite_writer_turn — while the other signs).
     """
     from hub.db import engine_for
 
@@ -213,10 +213,12 @@ def _store(engine: sa.Engine, seals: list[dict[str, Any]], sealed_at: datetime) 
         return 0
     processor = _table.c.sealed_at.type.bind_processor(engine.dialect)
     stored_at = processor(sealed_at) if processor else sealed_at
+    from hub.db import sqlite_writer_turn
+
     by_rowid = row_key(engine.dialect) == "rowid"
     rows = [(s["seal_signer"], s["seal_name"], s["seal_algorithm"], s["seal_key_id"], s["seal_value"], stored_at,
              *((s["row"],) if by_rowid else ()), s["lid"], s["seen_updated_at"]) for s in seals]
-    with engine.begin() as connection:
+    with sqlite_writer_turn(engine, "seal"), engine.begin() as connection:
         cursor = connection.connection.cursor()
         try:
             cursor.executemany(_store_sql(engine.dialect), rows)
