@@ -1,7 +1,8 @@
 """The quality stage of a merge: check every landed, unchecked run of a library's sources before anything loads.
 
 For each run: standardise into staging, evaluate every rule (the bare pass), validate the outcome with the
-Great Expectations suite generated from the catalogue (adding the run to the Data Docs site), then record —
+Great Expectations suite generated from the catalogue (the Data Docs pages of all the runs a stage checks, and
+the site's index, are rendered together after its last run: GX's set-up costs more than a small run), then record —
 in one transaction — the run's accounting, defects and tickets, quarantine, conflicts and natural keys, and
 write each row's verdict beside the staged rows for the load step. Rows in = rows to load + rows
 quarantined + duplicates merged, or the stage fails loudly. Checking a run twice changes nothing.
@@ -79,12 +80,18 @@ def check_pending(library: str, run_time: dt.datetime | None = None, use_gx: boo
     results: dict[str, Any] = {}
     runs = unchecked_runs(engine, library)
     references: dict[dt.date, References] = {}
-    for run in runs:
-        when = run_time or run.finished_at or run.started_at  # a rerun of the same run judges the same way
-        day = reference_date_of(when)
-        if day not in references:
-            references[day] = load_references(engine, settings, day)
-        results[f"{run.source_id}/{run.run_id}"] = check_run(engine, settings, run, references[day], when, use_gx)
+    docs: list[Any] = []  # GX outcomes of the runs checked here: their Data Docs pages are rendered together at the end
+    try:
+        for run in runs:
+            when = run_time or run.finished_at or run.started_at  # a rerun of the same run judges the same way
+            day = reference_date_of(when)
+            if day not in references:
+                references[day] = load_references(engine, settings, day)
+            results[f"{run.source_id}/{run.run_id}"] = check_run(engine, settings, run, references[day], when, use_gx, docs)
+    except BaseException:
+        build_docs(settings, docs, quiet=True)  # the runs recorded before the failure keep working links
+        raise
+    build_docs(settings, docs)
     if run_time is not None:
         from quality.timeliness import check_timeliness
 
@@ -96,9 +103,31 @@ def check_pending(library: str, run_time: dt.datetime | None = None, use_gx: boo
     return results
 
 
+def build_docs(settings: Settings, outcomes: list[Any], quiet: bool = False) -> float:
+    """Render the Data Docs pages of the checked runs and the site's index once (not once per run); seconds spent.
+
+    quiet: while another error is on its way out, a failing build is logged instead of hiding that error.
+    """
+    if not outcomes:
+        return 0.0
+    from quality import gx_suite
+
+    try:
+        return gx_suite.build_data_docs(docs_dir(settings), outcomes)
+    except Exception:
+        if not quiet:
+            raise
+        log.exception("Data Docs 生成失败 Data Docs build failed after a failed quality stage")
+        return 0.0
+
+
 def check_run(engine: sa.Engine, settings: Settings, run: SourceRun, references: References, run_time: dt.datetime,
-              use_gx: bool = True) -> dict[str, Any]:
-    """The quality stage for one landed run."""
+              use_gx: bool = True, docs: list[Any] | None = None) -> dict[str, Any]:
+    """The quality stage for one landed run.
+
+    docs: where to leave the run's GX outcome for a Data Docs build after the caller's last run (check_pending);
+    without it the run's page is rendered at once. Either way its path is recorded with the run.
+    """
     spec = get_source(run.source_id)
     catalogue = load_catalogue(spec.library)
     rows_path = stage_run(settings.staging_dir, run)
@@ -118,8 +147,10 @@ def check_run(engine: sa.Engine, settings: Settings, run: SourceRun, references:
     if use_gx and evaluation.rules:
         from quality import gx_suite
 
-        gx = gx_suite.validate(evaluation.pass_columns(), evaluation.rules,
-                               f"{spec.library}.{spec.id}", safe_run_id(run.run_id), run_time, docs_dir(settings))
+        gx = gx_suite.validate(evaluation.pass_columns(), evaluation.rules, f"{spec.library}.{spec.id}",
+                               safe_run_id(run.run_id), run_time, docs_dir(settings), build_docs=docs is None)
+        if docs is not None:
+            docs.append(gx)
     write_verdict(rows_path, evaluation.verdict, evaluation.frame.source_keys())
     write_quarantine_file(settings, run, evaluation)
     fault_point("quality.before_record")  # files written, run not recorded: a rerun checks it again
@@ -236,4 +267,4 @@ def _conflict_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
     return list(out.values())
 
 
-__all__ = ["ConservationError", "check_pending", "check_run"]
+__all__ = ["ConservationError", "build_docs", "check_pending", "check_run"]
