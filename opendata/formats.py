@@ -14,9 +14,10 @@ import math
 import os
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 MEDIA_TYPES = {
@@ -28,6 +29,8 @@ MEDIA_TYPES = {
 }
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_REGEX = r"^[=+\-@\t\r]"  # the same prefixes for Arrow's RE2
+BATCH_ROWS = 50_000  # rows per piece when writing CSV and JSON
 BOM = "\ufeff"
 FREQUENCIES = {"每日": "daily", "每周": "weekly", "每月": "monthly", "每季度": "quarterly", "每半年": "semiannual",
                "每年": "annual", "实时": "continuous", "不定期": "irregular"}
@@ -63,12 +66,41 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _json_column(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """A column's values as json.dumps takes them: dates as ISO text, NaN and infinities as null."""
+    kind = column.type
+    if pa.types.is_date(kind):
+        return column.cast(pa.string()).to_pylist()
+    if pa.types.is_floating(kind):
+        bad = pc.or_(pc.is_nan(column), pc.is_inf(column))
+        return pc.if_else(pc.fill_null(bad, False), pa.scalar(None, kind), column).to_pylist()
+    if pa.types.is_temporal(kind):
+        return [_json_value(v) for v in column.to_pylist()]
+    return column.to_pylist()
+
+
+def json_chunks(table: pa.Table, batch_rows: int = BATCH_ROWS) -> Iterator[bytes]:
+    """The rows as one JSON array of objects (UTF-8, column order kept), in pieces of `batch_rows` rows.
+
+    The concatenated pieces are byte for byte `json.dumps(records, ensure_ascii=False, separators=(",", ":"))`:
+    each batch is dumped as an array and its brackets become the commas between batches.
+    """
+    names = table.column_names
+    yield b"["
+    first = True
+    for start in range(0, table.num_rows, batch_rows):
+        part = table.slice(start, batch_rows)
+        columns = [_json_column(part.column(n)) for n in names]
+        records = [dict(zip(names, row)) for row in zip(*columns)]
+        text = json.dumps(records, ensure_ascii=False, separators=(",", ":"))
+        yield ((b"" if first else b",") + text[1:-1].encode("utf-8"))
+        first = False
+    yield b"]"
+
+
 def json_bytes(table: pa.Table) -> bytes:
     """The rows as a JSON array of objects (UTF-8, column order kept): data.json and the content hash."""
-    names = table.column_names
-    columns = [table.column(n).to_pylist() for n in names]
-    records = [{n: _json_value(v) for n, v in zip(names, row)} for row in zip(*columns)]
-    return json.dumps(records, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return b"".join(json_chunks(table))
 
 
 def neutralise(text: str) -> str:
@@ -90,25 +122,53 @@ def _csv_cell(value: Any, is_string: bool) -> str:
     return neutralise(text) if is_string else text
 
 
-def csv_bytes(table: pa.Table) -> bytes:
-    """The rows as CSV, UTF-8 with BOM (Excel opens Chinese correctly), header row first."""
+def _csv_column(column: pa.ChunkedArray | pa.Array) -> list[str]:
+    """A column's cells as CSV text (what _csv_cell gives each value), computed on the whole column at once."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        risky = pc.fill_null(pc.match_substring_regex(column, FORMULA_REGEX), False)
+        column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+        return pc.fill_null(column, "").to_pylist()
+    if pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_boolean(kind):
+        return pc.fill_null(column.cast(pa.string()), "").to_pylist()
+    return [_csv_cell(v, False) for v in column.to_pylist()]
+
+
+def csv_chunks(table: pa.Table, batch_rows: int = BATCH_ROWS) -> Iterator[bytes]:
+    """The rows as CSV, UTF-8 with BOM (Excel opens Chinese correctly), header row first, in pieces of rows."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(table.column_names)
-    strings = [pa.types.is_string(f.type) or pa.types.is_large_string(f.type) for f in table.schema]
-    columns = [table.column(n).to_pylist() for n in table.column_names]
-    for row in zip(*columns):
-        writer.writerow([_csv_cell(v, s) for v, s in zip(row, strings)])
-    return (BOM + out.getvalue()).encode("utf-8")
+    yield (BOM + out.getvalue()).encode("utf-8")
+    for start in range(0, table.num_rows, batch_rows):
+        part = table.slice(start, batch_rows)
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerows(zip(*(_csv_column(part.column(n)) for n in part.column_names)))
+        yield out.getvalue().encode("utf-8")
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    """The rows as CSV, UTF-8 with BOM (Excel opens Chinese correctly), header row first."""
+    return b"".join(csv_chunks(table))
 
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write and fsync a file (the release folder is renamed into place afterwards)."""
+    write_chunks(path, [data])
+
+
+def write_chunks(path: Path, chunks: Iterable[bytes]) -> str:
+    """Write pieces to a file, fsync it, and return the SHA-256 hex of what was written."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
     with open(path, "wb") as handle:
-        handle.write(data)
+        for chunk in chunks:
+            digest.update(chunk)
+            handle.write(chunk)
         handle.flush()
         os.fsync(handle.fileno())
+    return digest.hexdigest()
 
 
 def write_table(table: pa.Table, folder: Path, stem: str, formats: Iterable[str] = ("parquet", "csv", "json")) -> list[str]:
@@ -120,9 +180,9 @@ def write_table(table: pa.Table, folder: Path, stem: str, formats: Iterable[str]
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path, compression="zstd")
         elif fmt == "csv":
-            write_bytes(path, csv_bytes(table))
+            write_chunks(path, csv_chunks(table))
         else:
-            write_bytes(path, json_bytes(table))
+            write_chunks(path, json_chunks(table))
         names.append(path.relative_to(folder).as_posix())
     return names
 
@@ -227,5 +287,5 @@ def dcat(spec: Any, version: str, created: str, folder: Path, distributions: lis
     }
 
 
-__all__ = ["BOM", "base_url", "csv_bytes", "datapackage", "dcat", "file_entry", "json_bytes", "media_type",
+__all__ = ["BOM", "base_url", "csv_bytes", "csv_chunks", "json_chunks", "write_chunks", "datapackage", "dcat", "file_entry", "json_bytes", "media_type",
            "neutralise", "sha256_file", "table_schema", "write_bytes", "write_table"]

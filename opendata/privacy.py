@@ -37,6 +37,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -52,6 +55,7 @@ RESIDENT_ID_PATTERN = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0
 PHONE_PATTERN = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?1[3-9][0-9](?:[- ]?[0-9]{4}){2}(?![0-9A-Za-z])")
 SEPARATOR = "\x00"
 DATA_SUFFIXES = (".parquet", ".csv", ".json", ".jsonld")
+CSV_BLOCK_BYTES = 16 << 20  # Arrow's CSV reader block (a row must fit in one)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,32 +159,45 @@ class Step:
     apply: Callable[[pd.Series], pd.Series]
 
 
-def _small_rows(frame: pd.DataFrame, qis: list[str], k: int) -> pd.Series:
-    """Rows whose quasi-identifier combination occurs fewer than k times."""
+def _small_rows(frame: pd.DataFrame, qis: list[str], k: int, weight: str | None = None) -> pd.Series:
+    """Rows whose quasi-identifier combination occurs fewer than k times (each row counting `weight` people)."""
     if frame.empty:
         return pd.Series([], dtype=bool)
-    sizes = frame.groupby(qis, dropna=False, sort=False)[qis[0]].transform("size")
+    if weight is None:
+        sizes = frame.groupby(qis, dropna=False, sort=False)[qis[0]].transform("size")
+    else:
+        sizes = frame.groupby(qis, dropna=False, sort=False)[weight].transform("sum")
     return sizes < k
 
 
 def k_anonymise(frame: pd.DataFrame, qis: list[str], k: int, ladder: list[Step],
-                max_suppressed: float = 0.05) -> tuple[pd.DataFrame, dict[str, Any]]:
+                max_suppressed: float = 0.05, weight: str | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Generalise along the ladder until at most `max_suppressed` of the rows sit in classes below k, then drop those.
 
-    Returns the k-anonymous frame and a report of what was generalised and how many rows were suppressed.
+    With `weight`, each row of the frame stands for that many people (counts per combination: the same decisions
+    as on one row per person, in memory that does not grow with the population). Returns the k-anonymous frame and
+    a report of what was generalised and how many rows (people) were suppressed.
     """
-    report: dict[str, Any] = {"k": k, "quasi_identifiers": qis, "rows_in": int(len(frame)), "generalised": []}
+    def people(mask: pd.Series | None = None) -> int:
+        """Rows (or people, with a weight) in the frame or under a mask."""
+        if weight is None:
+            return int(len(current)) if mask is None else int(mask.sum())
+        values = current[weight] if mask is None else current.loc[mask.to_numpy(), weight]
+        return int(values.sum())
+
     current = frame.copy()
+    report: dict[str, Any] = {"k": k, "quasi_identifiers": qis, "rows_in": people(), "generalised": []}
+    total = report["rows_in"]
     for step in ladder:
-        small = int(_small_rows(current, qis, k).sum())
-        if small <= max_suppressed * len(current):
+        small = people(_small_rows(current, qis, k, weight))
+        if small <= max_suppressed * total:
             break
         current[step.column] = step.apply(current[step.column])
         report["generalised"].append({"column": step.column, "rule": step.description, "rows_below_k_before": small})
-    small = _small_rows(current, qis, k)
-    report["suppressed_rows"] = int(small.sum())
-    out = current[~small.to_numpy()] if len(current) else current
-    report["rows_out"] = int(len(out))
+    small_mask = _small_rows(current, qis, k, weight)
+    report["suppressed_rows"] = people(small_mask) if len(current) else 0
+    out = current[~small_mask.to_numpy()] if len(current) else current
+    report["rows_out"] = int(out[weight].sum()) if weight is not None else int(len(out))
     report["classes"] = int(out.groupby(qis, dropna=False).ngroups) if len(out) else 0
     return out.reset_index(drop=True), report
 
@@ -353,7 +370,11 @@ def _scan_text(cells: list[str | None], pattern: re.Pattern[str]) -> Iterator[tu
 
 def find_resident_ids(cells: list[str | None]) -> list[tuple[int, str]]:
     """(row, number) of every valid resident ID number in a column (valid USCCs that look alike are not IDs)."""
-    hits = list(_scan_text(cells, RESIDENT_ID_PATTERN))
+    return _only_resident_ids(list(_scan_text(cells, RESIDENT_ID_PATTERN)))
+
+
+def _only_resident_ids(hits: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The hits that are valid resident ID numbers and not valid USCCs that look alike."""
     if not hits:
         return []
     candidates = np.array([h[1] for h in hits], dtype=object)
@@ -397,8 +418,67 @@ def _row_filter(columns: dict[str, list[str | None]], where: dict[str, list[str]
 
 
 def scan_file(path: Path, name: str, spec: Any, names: NameIndex | None, report: GateReport, data_file: bool) -> None:
-    """Run every cell detector over one file, adding findings to the report."""
-    columns = columns_of(path)
+    """Run every cell detector over one file, adding findings to the report.
+
+    Tabular files (Parquet, CSV, a JSON array of records) are read back with Arrow and scanned column by column over
+    their distinct values (the detectors decide per value, so a value repeated in many rows is checked once and
+    reported at its first row); other files (descriptors) cell by cell as before.
+    """
+    table = read_tabular(path)
+    if table is None:
+        _scan_columns(columns_of(path), name, spec, names, report, data_file)
+        return
+    report.files += 1
+    for column in table.column_names:
+        report.cells += table.num_rows
+        texts = _text_column(table.column(column))
+        unique = pc.drop_null(pc.unique(texts))
+        unique = pc.filter(unique, pc.not_equal(unique, ""))
+        if not len(unique):
+            continue
+        values = unique.to_pylist()
+        hits = [("resident_id", i, f) for i, f in find_resident_ids_unique(values)]
+        hits += [("phone", i, f) for i, f in _scan_unique(values, PHONE_PATTERN)]
+        if not hits:
+            continue
+        first = _first_rows(texts, unique)
+        for rule, i, found in hits:
+            label = "疑似公民身份号码" if rule == "resident_id" else "疑似手机号码"
+            report.violations.append(Violation(spec.id, name, column, first[i], rule, f"{label} {_mask(found)}"))
+    if not data_file or names is None:
+        return
+    if spec.person_level:
+        for column in table.column_names:
+            texts = _text_column(table.column(column))
+            unique = pc.drop_null(pc.unique(texts))
+            unique = pc.filter(unique, pc.not_equal(unique, ""))
+            found_at = [(i, names.contained(v)) for i, v in enumerate(unique.to_pylist())]
+            found_at = [(i, f) for i, f in found_at if f]
+            if found_at:  # each distinct value once: person-level columns are categorical
+                first = _first_rows(texts, unique)
+                for i, found in found_at:
+                    report.violations.append(Violation(spec.id, name, column, first[i], "person_name", f"自然人姓名 {found[0]}**"))
+    for check in spec.name_checks:
+        column = check["column"]
+        if column not in table.column_names:
+            continue
+        texts = _text_column(table.column(column))
+        applies = _applies(table, check.get("where"))
+        candidates = pc.drop_null(pc.unique(pc.filter(texts, applies)))
+        named = {v: names.exact(v) for v in candidates.to_pylist() if v}
+        named = {v: f for v, f in named.items() if f}
+        if not named:
+            continue
+        rows = np.flatnonzero(pc.and_(applies, pc.fill_null(pc.is_in(texts, pa.array(list(named))), False))
+                              .to_numpy(zero_copy_only=False))
+        values = pc.take(texts, pa.array(rows, type=pa.int64())).to_pylist()
+        for row, value in zip(rows.tolist(), values):
+            report.violations.append(Violation(spec.id, name, column, row, "person_name", f"自然人姓名 {named[value][0]}**"))
+
+
+def _scan_columns(columns: dict[str, list[str | None]], name: str, spec: Any, names: NameIndex | None,
+                  report: GateReport, data_file: bool) -> None:
+    """The detectors over a file read cell by cell (descriptors and JSON that is not an array of records)."""
     report.files += 1
     for column, cells in columns.items():
         report.cells += len(cells)
@@ -414,7 +494,7 @@ def scan_file(path: Path, name: str, spec: Any, names: NameIndex | None, report:
             for row, cell in enumerate(cells):
                 if cell and cell not in first:
                     first[cell] = row
-            for cell, row in first.items():  # each distinct value once: person-level columns are categorical
+            for cell, row in first.items():
                 found = names.contained(cell)
                 if found:
                     report.violations.append(Violation(spec.id, name, column, row, "person_name", f"自然人姓名 {found[0]}**"))
@@ -429,29 +509,160 @@ def scan_file(path: Path, name: str, spec: Any, names: NameIndex | None, report:
                 report.violations.append(Violation(spec.id, name, column, row, "person_name", f"自然人姓名 {found[0]}**"))
 
 
+# --- reading tabular files with Arrow --------------------------------------------------------------
+
+
+def read_tabular(path: Path) -> pa.Table | None:
+    """A Parquet, CSV or JSON-records file as an Arrow table (CSV: every cell text, empty → null); None otherwise.
+
+    data.json is one JSON array of flat records in a fixed column order; it is split into JSON lines at the record
+    boundaries (`},{"<first column>":` cannot occur inside a string: its quotes would be escaped) and parsed with the
+    column types of its Parquet twin. Anything else (or a parse error) returns None: the cell-by-cell path reads it.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pq.read_table(path)
+    if suffix == ".csv":
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+        if not header or len(set(header)) != len(header):
+            return None
+        try:
+            return pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                                  parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                                  convert_options=pacsv.ConvertOptions(
+                                      column_types={n: pa.string() for n in header}, strings_can_be_null=True,
+                                      quoted_strings_can_be_null=True, null_values=[""]))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None  # ragged rows, a row longer than a block: the cell-by-cell reader decides
+    if suffix == ".json" and path.with_suffix(".parquet").exists():
+        return _read_records_json(path, pq.read_schema(path.with_suffix(".parquet")))
+    return None
+
+
+def _read_records_json(path: Path, schema: pa.Schema) -> pa.Table | None:
+    """A compact JSON array of records (as formats.json_bytes writes it) read as JSON lines; None if it is not one."""
+    data = path.read_bytes()
+    if data.strip() == b"[]":
+        return schema.empty_table()
+    if not (data.startswith(b"[{") and data.endswith(b"}]")) or not schema.names:
+        return None
+    first = json.dumps(schema.names[0], ensure_ascii=False).encode("utf-8")
+    body = data[1:-1].replace(b"},{" + first + b":", b"}\n{" + first + b":")
+    del data
+    types = pa.schema([(f.name, pa.string() if pa.types.is_temporal(f.type) else f.type) for f in schema])
+    try:
+        table = pajson.read_json(io.BytesIO(body), parse_options=pajson.ParseOptions(
+            explicit_schema=types, unexpected_field_behavior="error"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return table
+
+
+def _text_column(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as the text the detectors read (as str() of the Python value: ISO dates, repr of floats)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_string(kind):
+        return column
+    if pa.types.is_large_string(kind) or pa.types.is_integer(kind) or pa.types.is_date(kind):
+        return column.cast(pa.string())
+    unique = pc.unique(column)
+    texts = [_cell(v) for v in unique.to_pylist()]
+    return pc.take(pa.array(texts, type=pa.string()), pc.index_in(column, value_set=unique))
+
+
+def _first_rows(texts: pa.Array, unique: pa.Array) -> list[int]:
+    """The first row of each value of `unique` in the column."""
+    index = pc.index_in(texts, value_set=unique).to_numpy(zero_copy_only=False)
+    index = np.where(np.isnan(index.astype(float)), -1, index).astype(np.int64) if index.dtype.kind == "f" else index
+    first = np.full(len(unique), -1, dtype=np.int64)
+    present = np.flatnonzero(index >= 0)
+    values, at = np.unique(index[present], return_index=True)
+    first[values] = present[at]
+    return first.tolist()
+
+
+def _applies(table: pa.Table, where: dict[str, list[str]] | None) -> pa.Array:
+    """Which rows a name check applies to (all without a filter; none when the filter column is absent)."""
+    keep = pa.array(np.ones(table.num_rows, dtype=bool))
+    for column, values in (where or {}).items():
+        if column not in table.column_names:
+            return pa.array(np.zeros(table.num_rows, dtype=bool))
+        inside = pc.fill_null(pc.is_in(_text_column(table.column(column)), pa.array(list(values), type=pa.string())), False)
+        keep = pc.and_(keep, inside)
+    return keep
+
+
+def find_resident_ids_unique(values: list[str]) -> list[tuple[int, str]]:
+    """(index, number) of every valid resident ID number among distinct values (USCCs that look alike are not IDs)."""
+    return _only_resident_ids(list(_scan_unique(values, RESIDENT_ID_PATTERN)))
+
+
+_SCANNED: dict[tuple[str, str], list[tuple[int, str]]] = {}  # (pattern, digest of the values) → findings
+_SCANNED_MAX = 256
+
+
+def _scan_unique(unique: list[str], pattern: re.Pattern[str]) -> list[tuple[int, str]]:
+    """(index, match) of a pattern over distinct non-empty values, NFKC-normalised, in one regex pass.
+
+    A release holds the same column several times (data.parquet, .csv, .json, the first release's diff/added), so the
+    findings are remembered by a digest of the joined values: the same values are scanned once.
+    """
+    if not unique:
+        return []
+    joined = SEPARATOR.join(unique)
+    key = (pattern.pattern, hashlib.sha256(joined.encode("utf-8", "surrogatepass")).hexdigest())
+    if key in _SCANNED:
+        return _SCANNED[key]
+    normalised = unicodedata.normalize("NFKC", joined)
+    starts: list[int] | None = None
+    found = []
+    for match in pattern.finditer(normalised):
+        if starts is None:
+            starts = [0] + [m.end() for m in re.finditer(SEPARATOR, normalised)]
+        found.append((bisect.bisect_right(starts, match.start()) - 1, match.group(0)))
+    if len(_SCANNED) >= _SCANNED_MAX:
+        _SCANNED.clear()
+    _SCANNED[key] = found
+    return found
+
+
 def check_k_anonymity(table: pa.Table, spec: Any, name: str) -> tuple[list[Violation], dict[str, Any]]:
     """Every combination of the quasi-identifiers present occurs at least k times."""
     qis = [q for q in spec.quasi_identifiers if q in table.column_names]
     missing = [q for q in spec.quasi_identifiers if q not in table.column_names]
-    rows = [tuple(r) for r in zip(*(table.column(q).to_pylist() for q in qis))] if qis else []
-    sizes = Counter(rows)
-    small = {combo: n for combo, n in sizes.items() if n < spec.k}
-    violations = [Violation(spec.id, name, "+".join(qis), rows.index(combo), "k_anonymity",
-                            f"准标识符组合仅出现 {n} 次，少于 k={spec.k}") for combo, n in list(small.items())[:20]]
+    violations: list[Violation] = []
+    classes, smallest, below = 0, None, 0
+    if qis and table.num_rows:
+        rows = table.select(qis).append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        groups = (rows.group_by(qis, use_threads=False).aggregate([("__row", "min"), ("__row", "count")])
+                  .sort_by("__row_min"))
+        sizes = groups.column("__row_count").to_numpy()
+        classes, smallest = len(sizes), int(sizes.min())
+        small = np.flatnonzero(sizes < spec.k)
+        below = len(small)
+        firsts = groups.column("__row_min").to_numpy()
+        violations = [Violation(spec.id, name, "+".join(qis), int(firsts[i]), "k_anonymity",
+                                f"准标识符组合仅出现 {int(sizes[i])} 次，少于 k={spec.k}") for i in small[:20]]
     if missing:
         violations.append(Violation(spec.id, name, "+".join(missing), None, "k_anonymity", "输出缺少声明的准标识符列"))
-    return violations, {"k": spec.k, "quasi_identifiers": qis, "classes": len(sizes),
-                        "smallest_class": min(sizes.values()) if sizes else None, "classes_below_k": len(small)}
+    return violations, {"k": spec.k, "quasi_identifiers": qis, "classes": classes,
+                        "smallest_class": smallest, "classes_below_k": below}
 
 
 def check_small_cells(table: pa.Table, spec: Any, name: str) -> tuple[list[Violation], dict[str, Any]]:
     """Every published aggregate count is at least k (suppressed cells are empty)."""
-    counts = table.column(spec.count_column).to_pylist() if spec.count_column in table.column_names else []
-    bad = [(i, c) for i, c in enumerate(counts) if c is not None and 0 < c < spec.k]
-    violations = [Violation(spec.id, name, spec.count_column, i, "small_cell", f"单元格人数 {c} 少于 k={spec.k} 未抑制")
-                  for i, c in bad[:20]]
+    if spec.count_column not in table.column_names:
+        return [], {"k": spec.k, "count_column": spec.count_column, "cells": 0, "suppressed_cells": 0, "cells_below_k": 0}
+    counts = table.column(spec.count_column)
+    values = counts.to_numpy(zero_copy_only=False).astype(float)
+    bad = np.flatnonzero((values > 0) & (values < spec.k))
+    violations = [Violation(spec.id, name, spec.count_column, int(i), "small_cell",
+                            f"单元格人数 {int(values[i])} 少于 k={spec.k} 未抑制") for i in bad[:20]]
     return violations, {"k": spec.k, "count_column": spec.count_column, "cells": len(counts),
-                        "suppressed_cells": sum(1 for c in counts if c is None), "cells_below_k": len(bad)}
+                        "suppressed_cells": counts.null_count, "cells_below_k": len(bad)}
 
 
 def run_gate(folder: Path, spec: Any, names: NameIndex | None, data_files: Iterable[str]) -> GateReport:

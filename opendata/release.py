@@ -4,6 +4,12 @@
 manifest signed, and is renamed into place; only then does LATEST move and catalog.json change. A rerun whose data
 (and metadata) hash equals the latest release's publishes nothing. Version ids are `<date>.<n>` (the release's date
 in Asia/Shanghai, n from 1), never reused and never going backwards.
+
+Incremental: before building, the dataset's inputs are fingerprinted (the rows its builder's queries return,
+streamed; its definition; the code and code tables; the date where ages depend on it). When the fingerprint equals
+the one recorded for the latest version (`<dataset>/.inputs.json`, also in the manifest's provenance), the dataset is
+not rebuilt and the run reports "未变化，最新版本仍为 <version> unchanged, latest stays <version>". The outputs are
+written in pieces from Arrow tables (no per-row dicts), and the gate and the diff run on Arrow columns.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -29,10 +35,10 @@ import sqlalchemy as sa
 
 from hub.faults import fault_point
 from opendata import formats, signing, store
-from opendata.builders import BUILDERS, BuildContext, Built, Field
+from opendata.builders import AS_OF_DEPENDENT, BUILDERS, INPUTS, PSEUDONYMISING, BuildContext, Built, Field
 from opendata.datasets import NOT_OPEN, DatasetSpec, catalogue_open_attribute, get_dataset, load_datasets, open_datasets
 from opendata.diff import COUNT, diff_tables
-from opendata.privacy import NameIndex, PrivacyGateError, digest, run_gate
+from opendata.privacy import NameIndex, PrivacyGateError, Pseudonymiser, digest, run_gate
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,12 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 MANIFEST_FORMAT = "hub-opendata-manifest/1"
 DATA_FORMATS = ("parquet", "csv", "json")
 DIFF_FORMATS = ("parquet", "csv")
+INPUTS_FORMAT = "hub-opendata-inputs/1"
+INPUTS_FILE = ".inputs.json"  # {version, inputs_sha256} of the dataset's last run: lets an unchanged rerun skip the build
+FINGERPRINT_BATCH = 50_000
+CODE_FILES = ("builders.py", "privacy.py", "formats.py", "diff.py", "datasets.py", "release.py")
+CODE_TABLES = ("regions", "gender", "ethnicity", "marital_status", "subject_categories", "credit_status",
+               "licence_categories", "penalty_categories", "licence_status")
 TYPE_OF_ARROW = {"string": "string", "large_string": "string", "int64": "integer", "int32": "integer",
                  "double": "number", "float": "number", "date32[day]": "date", "bool": "boolean"}
 
@@ -65,11 +77,58 @@ def next_version(existing: list[str], day: date) -> str:
     return f"{label}.{n}"
 
 
-def content_hash(spec: DatasetSpec, fields: list[Field], data_json: bytes) -> str:
-    """What decides whether a release is new: the data, its columns and the dataset's published metadata."""
+def content_hash(spec: DatasetSpec, fields: list[Field], data_json: bytes | str) -> str:
+    """What decides whether a release is new: the data, its columns and the dataset's published metadata.
+
+    `data_json` is data.json's bytes or, when it was written in pieces, their SHA-256 hex.
+    """
+    data_sha256 = data_json if isinstance(data_json, str) else hashlib.sha256(data_json).hexdigest()
     basis = {"metadata": spec.metadata(), "fields": [f.__dict__ for f in fields], "key": list(spec.key),
-             "data_sha256": hashlib.sha256(data_json).hexdigest()}
+             "data_sha256": data_sha256}
     return digest(json.dumps(basis, ensure_ascii=False, sort_keys=True))
+
+
+def _code_digest() -> str:
+    """SHA-256 of what turns library rows into a release besides the rows: this package's code and the code tables."""
+    from schemas.code_tables import table_path
+
+    sha = hashlib.sha256()
+    here = Path(__file__).parent
+    for path in [*(here / name for name in CODE_FILES), *(table_path(name) for name in CODE_TABLES)]:
+        sha.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    return sha.hexdigest()
+
+
+def inputs_fingerprint(spec: DatasetSpec, engine: sa.Engine, as_of: date) -> str:
+    """SHA-256 of everything a dataset's release is made from: the library rows its builder reads (the same
+    queries, streamed in batches), the dataset's definition, the code and code tables, the release date when ages
+    depend on it, and a check value of the pseudonym key. Equal to the latest release's: nothing to rebuild."""
+    basis = {"format": INPUTS_FORMAT, "spec": asdict(spec), "code": _code_digest(),
+             "as_of": as_of.isoformat() if spec.builder in AS_OF_DEPENDENT else None,
+             "pseudonym_check": Pseudonymiser().of(INPUTS_FORMAT) if spec.builder in PSEUDONYMISING else None}
+    sha = hashlib.sha256(json.dumps(basis, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8"))
+    with engine.connect() as connection:
+        for query in INPUTS[spec.builder]():
+            result = connection.execution_options(stream_results=True, yield_per=FINGERPRINT_BATCH).execute(query)
+            for part in result.partitions():
+                sha.update(repr([tuple(row) for row in part]).encode("utf-8"))
+            sha.update(b"\0")
+    return sha.hexdigest()
+
+
+def _inputs_of(folder: Path) -> dict[str, Any]:
+    """What the last release run of a dataset recorded about its inputs ({version, inputs_sha256}; {} if nothing)."""
+    try:
+        value = json.loads((folder / INPUTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _remember_inputs(folder: Path, version: str, inputs: str | None) -> None:
+    """Record that `version` is what inputs `inputs` give (a cache beside the immutable versions, not part of one)."""
+    if inputs is not None:
+        _replace_text(folder / INPUTS_FILE, json.dumps({"version": version, "inputs_sha256": inputs}) + "\n")
 
 
 @contextlib.contextmanager
@@ -115,14 +174,16 @@ def _fields_of(table: pa.Table, fields: list[Field]) -> list[Field]:
     return out
 
 
-def _provenance(built: Built, gate: dict[str, Any], diffs: dict[str, pa.Table], previous: str | None,
-                as_of: date) -> dict[str, Any]:
-    """Manifest provenance: what was read (source runs, ruleset versions), what was changed, the gate's verdict."""
+def _provenance(built: Built, gate: dict[str, Any], diffs: dict[str, int], previous: str | None,
+                as_of: date, inputs: str | None = None) -> dict[str, Any]:
+    """Manifest provenance: what was read (source runs, ruleset versions, the inputs fingerprint), what was changed,
+    the gate's verdict."""
     return {
         "as_of": as_of.isoformat(),
         **built.provenance,
+        **({"inputs_sha256": inputs} if inputs else {}),
         "privacy_gate": gate,
-        "diff": {"previous_version": previous, **{kind: t.num_rows for kind, t in diffs.items()}},
+        "diff": {"previous_version": previous, **diffs},
     }
 
 
@@ -148,30 +209,34 @@ def release_dataset(spec: DatasetSpec, *, engine: sa.Engine, data_root: Path, at
                     builder: Callable[[BuildContext], Built] | None = None) -> dict[str, Any]:
     """Build one dataset's release and publish it unless nothing changed; PrivacyGateError publishes nothing.
 
-    Returns {dataset, status: published | unchanged, version, previous_version, rows, seconds}.
+    Unchanged is decided twice: before building, when the dataset's inputs fingerprint equals the one recorded for
+    the latest version (nothing is read beyond the fingerprint's queries, nothing built); after building, when the
+    content hash equals the latest release's. Returns {dataset, status: published | unchanged, version,
+    previous_version, rows, seconds, message}.
     """
     started = time.perf_counter()
     root = store.opendata_dir(data_root)
     folder = root / spec.id
     as_of = release_date(at)
     with _locked(folder / ".lock"):
+        previous = _repair_latest(data_root, spec.id, folder)
+        inputs = inputs_fingerprint(spec, engine, as_of) if builder is None and spec.builder in INPUTS else None
+        if previous is not None and inputs is not None and _inputs_of(folder) == {"version": previous, "inputs_sha256": inputs}:
+            rows = store.manifest(data_root, spec.id, previous)["rows"]["data"]
+            return _unchanged(spec, previous, rows, started, "输入未变，未重新构建 inputs unchanged, not rebuilt")
         built = (builder or BUILDERS[spec.builder])(BuildContext(engine, spec, as_of))
         table = built.table()
-        data_json = formats.json_bytes(table)
-        content = content_hash(spec, built.fields, data_json)
-        previous = _repair_latest(data_root, spec.id, folder)
-        if previous is not None:
-            before = store.manifest(data_root, spec.id, previous)
-            if before.get("content_sha256") == content:
-                return {"dataset": spec.id, "status": "unchanged", "version": previous, "previous_version": previous,
-                        "rows": table.num_rows, "seconds": round(time.perf_counter() - started, 3)}
         version = next_version(store.list_versions(data_root, spec.id), as_of)
         final = folder / version
         temp = folder / f".tmp-{version}-{uuid.uuid4().hex[:12]}"
         temp.mkdir(parents=True)
         try:
-            _build_folder(temp, spec, engine, at, as_of, version, previous, built, table, data_json, content, names,
-                          folder)
+            content = content_hash(spec, built.fields, formats.write_chunks(temp / "data.json", formats.json_chunks(table)))
+            if previous is not None and store.manifest(data_root, spec.id, previous).get("content_sha256") == content:
+                shutil.rmtree(temp, ignore_errors=True)
+                _remember_inputs(folder, previous, inputs)
+                return _unchanged(spec, previous, table.num_rows, started, "内容未变 content unchanged")
+            _build_folder(temp, spec, engine, at, as_of, version, previous, built, table, content, names, folder, inputs)
             if final.exists():
                 raise ReleaseError(f"版本目录已存在，发布不可覆盖 release {spec.id}/{version} already exists")
             fault_point("release.before_rename")
@@ -182,23 +247,33 @@ def release_dataset(spec: DatasetSpec, *, engine: sa.Engine, data_root: Path, at
             raise
         fault_point("release.before_latest")  # the version is in place but LATEST still names the previous one
         _replace_text(folder / "LATEST", version + "\n")
+        _remember_inputs(folder, version, inputs)
     fault_point("release.before_catalog")
     publish_keys(engine, data_root)
     write_catalog(data_root)
     return {"dataset": spec.id, "status": "published", "version": version, "previous_version": previous,
-            "rows": table.num_rows, "seconds": round(time.perf_counter() - started, 3)}
+            "rows": table.num_rows, "seconds": round(time.perf_counter() - started, 3),
+            "message": f"已发布 {version} published {version}"}
+
+
+def _unchanged(spec: DatasetSpec, version: str, rows: int, started: float, why: str) -> dict[str, Any]:
+    """The result of a run that publishes nothing: the latest version stays."""
+    message = f"未变化，最新版本仍为 {version}（{why}）unchanged, latest stays {version}"
+    log.info("开放数据集 %s: %s", spec.id, message)
+    return {"dataset": spec.id, "status": "unchanged", "version": version, "previous_version": version,
+            "rows": rows, "seconds": round(time.perf_counter() - started, 3), "message": message}
 
 
 def _build_folder(temp: Path, spec: DatasetSpec, engine: sa.Engine, at: datetime, as_of: date, version: str,
-                  previous: str | None, built: Built, table: pa.Table, data_json: bytes, content: str,
-                  names: NameIndex | Callable[[], NameIndex] | None, folder: Path) -> None:
-    """Write every file of a release into `temp`, run the gate, sign the manifest."""
+                  previous: str | None, built: Built, table: pa.Table, content: str,
+                  names: NameIndex | Callable[[], NameIndex] | None, folder: Path, inputs: str | None) -> None:
+    """Write every file of a release into `temp` (data.json is there already), run the gate, sign the manifest."""
     created = at.astimezone(timezone.utc).isoformat(timespec="seconds")
     pq.write_table(table, temp / "data.parquet", compression="zstd")
-    formats.write_bytes(temp / "data.csv", formats.csv_bytes(table))
-    formats.write_bytes(temp / "data.json", data_json)
+    formats.write_chunks(temp / "data.csv", formats.csv_chunks(table))
     old = pq.read_table(folder / previous / "data.parquet") if previous else None
     diffs = diff_tables(old, table, list(spec.key), spec.diff_mode)
+    del old
     data_files = ["data.parquet", "data.csv", "data.json"]
     resources = [{"name": "data", "path": "data.csv", "title": spec.title,
                   "schema": formats.table_schema(built.fields, spec.key if spec.diff_mode == "rows" else ())}]
@@ -207,6 +282,8 @@ def _build_folder(temp: Path, spec: DatasetSpec, engine: sa.Engine, at: datetime
         resources.append({"name": f"diff-{kind}", "path": f"diff/{kind}.csv",
                           "title": f"{spec.title} 差分（{ {'added': '新增', 'changed': '变更', 'removed': '删除'}[kind] }）",
                           "schema": formats.table_schema(_fields_of(diff, built.fields))})
+    diff_rows = {kind: t.num_rows for kind, t in diffs.items()}
+    del diffs
     package = formats.datapackage(spec, version, created, temp, resources)
     formats.write_bytes(temp / "datapackage.json", signing.dumps(package))
     catalogue = formats.dcat(spec, version, created, temp, [*data_files], previous, table.num_rows)
@@ -227,9 +304,9 @@ def _build_folder(temp: Path, spec: DatasetSpec, engine: sa.Engine, at: datetime
         "version": version, "previous_version": previous, "created_at": created,
         "content_sha256": content,
         "open_attribute": spec.open_attribute,
-        "rows": {"data": table.num_rows, **{f"diff_{kind}": t.num_rows for kind, t in diffs.items()}},
+        "rows": {"data": table.num_rows, **{f"diff_{kind}": n for kind, n in diff_rows.items()}},
         "files": [formats.file_entry(temp, name) for name in files],
-        "provenance": _provenance(built, gate.summary(), diffs, previous, as_of),
+        "provenance": _provenance(built, gate.summary(), diff_rows, previous, as_of, inputs),
     }
     manifest_bytes = signing.dumps(document)
     formats.write_bytes(temp / "manifest.json", manifest_bytes)
@@ -317,5 +394,5 @@ def release(dataset_ids: list[str] | None = None, *, engine: sa.Engine | None = 
     return {"results": results, "failed": failed}
 
 
-__all__ = ["ReleaseError", "content_hash", "next_version", "publish_keys", "release", "release_dataset",
+__all__ = ["ReleaseError", "content_hash", "inputs_fingerprint", "next_version", "publish_keys", "release", "release_dataset",
            "release_date", "write_catalog"]
