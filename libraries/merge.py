@@ -10,7 +10,10 @@ For one batch of claims from one source run:
    table is rewritten with the lineage of every field; a subject whose every claim was withdrawn gets a tombstone
    version and leaves the current table;
 4. disagreements between sources on a field become quality_conflict records (rule MERGE-<library>-<field>),
-   resolved when the sources agree again.
+   resolved when the sources agree again; each open one is a warning defect of the source whose value lost, on its
+   department's feedback ticket (quality.store.record_merge_conflicts), resolved — and the ticket verified — with it.
+A source record that now claims another subject than before (a corrected ID number: source key k said A, now says B)
+withdraws its claim on the old subject in the same batch, so A is recomputed (tombstoned if no one else claims it).
 Work and memory follow the number of changed claims, in batches of at most BATCH_KEYS subjects, one transaction each.
 Rewriting a current row drops columns the merge does not produce (a licence's seal_*), so changed licences are re-sealed.
 """
@@ -19,13 +22,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.crypto import FieldCipher, get_cipher
 from hub.models import GoldenVersion, LibraryClaim, QualityConflict, StewardOverride
@@ -105,14 +111,17 @@ def merge_claims(engine: sa.Engine, library: str, claims: Claims, *, source_id: 
     cipher = get_cipher()
     source_keys = _source_keys(claims)
     last = {key: i for i, key in enumerate(claims.keys)}  # one claim per subject and source: the last one wins
+    # a row position is no record identity: only claims that name their source records can be re-keyed
+    subjects = last if len(claims.source_keys) == len(claims.keys) else None
     counts = {"claims": len(claims), "claims_changed": 0, "claims_unchanged": 0, "keys_touched": 0, "versions": 0,
               "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
     for batch in chunks(list(last.values()), BATCH_KEYS):
         with engine.connect() as connection, _large_cache(connection), connection.begin():
-            touched, fresh = _store_claims(connection, spec, cipher, claims, batch, source_keys, source_id=source_id,
-                                           run_id=run_id, extracted_at=extracted_at, ruleset_version=ruleset_version)
+            touched, fresh, withdrawn = _store_claims(connection, spec, cipher, claims, batch, source_keys, subjects,
+                                                      source_id=source_id, run_id=run_id, extracted_at=extracted_at,
+                                                      ruleset_version=ruleset_version)
             counts["claims_changed"] += len(touched)
-            counts["claims_unchanged"] += len(batch) - len(touched)
+            counts["claims_unchanged"] += len(batch) - (len(touched) - withdrawn)
             result = recompute(connection, spec, touched, at=extracted_at, run_id=run_id, source_id=source_id,
                                fresh=fresh)
         for name, value in result.items():
@@ -138,36 +147,53 @@ def _large_cache(connection: sa.Connection) -> Iterator[None]:
 
 
 def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, claims: Claims, batch: list[int],
-                  source_keys: list[str], *, source_id: str, run_id: str, extracted_at: dt.datetime,
-                  ruleset_version: str | None) -> tuple[list[str], dict[str, LiveClaim | None]]:
-    """Replace the source's stored claims that changed; returns the subjects whose claim changed, and the source's
-    new claim about each of them as recompute would read it back (None: withdrawn)."""
+                  source_keys: list[str], subjects: Container[str] | None, *, source_id: str, run_id: str,
+                  extracted_at: dt.datetime, ruleset_version: str | None,
+                  ) -> tuple[list[str], dict[str, LiveClaim | None], int]:
+    """Replace the source's stored claims that changed and withdraw those of re-keyed source records; returns the
+    subjects whose claim changed or was withdrawn, the source's new claim about each of them as recompute would read
+    it back (None: withdrawn), and how many of them were withdrawn for a re-keyed record.
+
+    subjects: every subject the source claims in this merge (all batches), which a re-keyed record never withdraws;
+    None: the claims do not name their source records, so none can be found re-keyed."""
     payloads = ["{}" if claims.deleted[i] else canonical(claims.fields[i]) for i in batch]
     hashes = cipher.index_hash_many([p + ("|deleted" if claims.deleted[i] else "") for p, i in zip(payloads, batch)])
     existing: dict[str, Any] = {}
-    if _has_claims(connection, spec.name, source_id):  # a source's first load has nothing to compare with
+    known = _has_claims(connection, spec.name, source_id)  # a source's first load has nothing to compare with
+    if known:
         for part in chunks([claims.keys[i] for i in batch]):
             # by (library, entity_key) only, so the planner takes the unique index; other sources' rows are dropped here
-            query = sa.select(CLAIMS.c.id, CLAIMS.c.entity_key, CLAIMS.c.source_id, CLAIMS.c.payload_hash, CLAIMS.c.deleted).where(
+            query = sa.select(CLAIMS.c.id, CLAIMS.c.entity_key, CLAIMS.c.source_id, CLAIMS.c.source_key,
+                              CLAIMS.c.payload_hash, CLAIMS.c.deleted).where(
                 CLAIMS.c.library == spec.name, in_values(connection, CLAIMS.c.entity_key, part))
             existing.update({row.entity_key: row for row in connection.execute(query) if row.source_id == source_id})
     changed: list[int] = []
+    arrived: set[str] = set()  # source records whose claim is new here: each may have claimed another subject before
     for n, i in enumerate(batch):
         before = existing.get(claims.keys[i])
         if claims.deleted[i] and (before is None or before.deleted):
             continue  # nothing to withdraw
+        if known and not claims.deleted[i] and (before is None or before.deleted or before.source_key != source_keys[i][:512]):
+            arrived.add(source_keys[i][:512])
         if before is not None and before.payload_hash == hashes[n]:
             continue
         changed.append(n)
-    if not changed:
-        return [], {}
+    moved = _rekeyed(connection, spec.name, source_id, sorted(arrived), subjects) if arrived and subjects is not None else []
+    if not changed and not moved:
+        return [], {}, 0
     replaced = [existing[claims.keys[batch[n]]].id for n in changed if claims.keys[batch[n]] in existing]
-    delete_where_in(connection, CLAIMS, "id", replaced)
-    encrypted = cipher.encrypt_many([payloads[n] for n in changed])
+    delete_where_in(connection, CLAIMS, "id", replaced + [row.id for row in moved])
+    encrypted = cipher.encrypt_many([payloads[n] for n in changed] + ["{}"] * len(moved))
     rows = [{"library": spec.name, "entity_key": claims.keys[batch[n]], "source_id": source_id,
              "source_key": source_keys[batch[n]][:512], "run_id": run_id, "extracted_at": extracted_at,
              "valid_from": claims.valid_from[batch[n]], "ruleset_version": ruleset_version, "payload_enc": encrypted[k],
              "payload_hash": hashes[n], "deleted": bool(claims.deleted[batch[n]])} for k, n in enumerate(changed)]
+    if moved:  # the same withdrawn claim a snapshot's delete row stores (load.withdrawals)
+        gone_hash = cipher.index_hash("{}|deleted")
+        rows += [{"library": spec.name, "entity_key": row.entity_key, "source_id": source_id, "source_key": row.source_key,
+                  "run_id": run_id, "extracted_at": extracted_at, "valid_from": None, "ruleset_version": ruleset_version,
+                  "payload_enc": encrypted[len(changed) + k], "payload_hash": gone_hash, "deleted": True}
+                 for k, row in enumerate(moved)]
     insert_rows(connection, CLAIMS, rows)
     # what _live_claims would read back: times as stored (UTC), the payload as JSON
     extracted_utc = extracted_at.astimezone(UTC)
@@ -177,7 +203,32 @@ def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCip
         fresh[row["entity_key"]] = None if row["deleted"] else LiveClaim(
             source_id, row["source_key"], run_id, extracted_utc, valid_from.astimezone(UTC) if valid_from else None,
             ruleset_version, json.loads(payloads[n]))
-    return [row["entity_key"] for row in rows], fresh
+    for row in moved:
+        fresh[row.entity_key] = None
+    return [row["entity_key"] for row in rows], fresh, len(moved)
+
+
+def _rekeyed(connection: sa.Connection, library: str, source_id: str, source_keys: list[str],
+             subjects: Container[str]) -> list[Any]:
+    """The source's live claims made by these source records about subjects they no longer claim (the record was
+    re-keyed: a corrected ID number); one query per chunk of source keys, on the (library, source_id, source_key) index."""
+    found = []
+    for part in chunks(source_keys):
+        match = [CLAIMS.c.library == library, CLAIMS.c.source_id == source_id, CLAIMS.c.deleted.is_(False)]
+        if connection.dialect.name == "postgresql":
+            # one index probe per key, whatever the statistics: `source_key = ANY(keys)` (or a plain join with
+            # unnest) becomes a filter over every claim of the source once psycopg prepares the statement and the
+            # planner, on a freshly loaded table without statistics, takes a generic plan (2–20 s per 5,000 keys);
+            # OFFSET 0 keeps the lateral subquery from being flattened into such a join
+            keys = sa.func.unnest(sa.bindparam(None, part, type_=ARRAY(sa.String()))).table_valued("key").render_derived()
+            claim = sa.select(CLAIMS.c.id, CLAIMS.c.entity_key, CLAIMS.c.source_key).where(
+                *match, CLAIMS.c.source_key == keys.c.key).offset(sa.literal_column("0")).lateral()
+            query = sa.select(claim.c.id, claim.c.entity_key, claim.c.source_key).select_from(keys).join(claim, sa.true())
+        else:
+            query = sa.select(CLAIMS.c.id, CLAIMS.c.entity_key, CLAIMS.c.source_key).where(
+                *match, in_values(connection, CLAIMS.c.source_key, part))
+        found.extend(row for row in connection.execute(query) if row.entity_key not in subjects)
+    return found
 
 
 def _has_claims(connection: sa.Connection, library: str, source_id: str) -> bool:
@@ -243,7 +294,7 @@ def recompute(connection: sa.Connection, spec: LibrarySpec, keys: list[str], *, 
         update_where_id(connection, VERSIONS, closing)
         insert_rows(connection, VERSIONS, new_versions)
         _write_current(connection, spec, records, gone, at=at, run_id=run_id, source_id=source_id)
-        opened, resolved = _record_conflicts(connection, spec, part, conflicts, run_id)
+        opened, resolved = _record_conflicts(connection, spec, part, conflicts, run_id, at)
         counts["versions"] += len(new_versions) - len(gone)
         counts["tombstones"] += len(gone)
         counts["conflicts_open"] += opened
@@ -368,16 +419,56 @@ def _shown(spec: LibrarySpec, name: str, value: Any) -> str | None:
     return (mask(text) if mask else text)[:500]
 
 
+def field_label(spec: LibrarySpec, name: str) -> str:
+    """The Chinese label of a golden field (ticket titles and messages): the spec's own `labels` if it has them, else
+    the standard data element of that name, else the current table's column comment, else the field name."""
+    return _field_label(spec.name, name, getattr(spec, "labels", {}).get(name))
+
+
+@lru_cache(maxsize=512)
+def _field_label(library: str, name: str, declared: str | None) -> str:
+    """field_label, cached per library and field."""
+    if declared:
+        return declared
+    from schemas.elements import library_elements
+
+    for element in library_elements(library):
+        if element.name == name and element.label:
+            return element.label
+    table = get_library(library).table
+    column = table.c.get(name) if name in table.c else table.c.get(f"{name}_enc")
+    comment = (column.comment or "") if column is not None else ""
+    comment = re.sub(r"（[^）]*）|\([^)]*\)", "", comment)  # 法定代表人（负责人）姓名 → 法定代表人姓名
+    for stop in ("：", " /"):  # 主体类别：enterprise 企业 / … → 主体类别
+        comment = comment.split(stop, 1)[0]
+    comment = comment.strip().removesuffix("密文")
+    return comment or name
+
+
+@lru_cache(maxsize=256)
+def _department(source_id: str) -> tuple[str, str] | None:
+    """A registered source's department (code, Chinese name); None for a source the registry does not know."""
+    from connectors.registry import get_source
+
+    try:
+        spec = get_source(source_id)
+    except (KeyError, ValueError):
+        return None
+    return spec.department_code, spec.department
+
+
 def _record_conflicts(connection: sa.Connection, spec: LibrarySpec, keys: list[str], conflicts: dict[str, list[dict[str, Any]]],
-                      run_id: str) -> tuple[int, int]:
-    """Store the sources' disagreements on recomputed subjects; earlier ones that no longer hold become resolved."""
-    from quality.store import upsert
+                      run_id: str, at: dt.datetime) -> tuple[int, int]:
+    """Store the sources' disagreements on recomputed subjects; earlier ones that no longer hold become resolved.
+    Both feed the losing source's feedback ticket in the same transaction (quality.store.record_merge_conflicts)."""
+    from quality.store import MergeConflict, record_merge_conflicts, upsert
 
     prefix = f"MERGE-{spec.name}-"
     existing = {(r.source_id, r.source_key, r.rule_id): r for r in connection.execute(
         sa.select(CONFLICTS.c.id, CONFLICTS.c.source_id, CONFLICTS.c.source_key, CONFLICTS.c.rule_id, CONFLICTS.c.first_run_id,
                   CONFLICTS.c.status).where(in_values(connection, CONFLICTS.c.subject_key, keys), CONFLICTS.c.rule_id.startswith(prefix)))}
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    records: dict[tuple[str, str, str], str] = {}  # the source's own record key of each conflict
     for key, found in conflicts.items():
         for c in found:
             # one claim per source and subject; an event record may name several subjects, hence the subject in the key
@@ -389,10 +480,18 @@ def _record_conflicts(connection: sa.Connection, spec: LibrarySpec, keys: list[s
                 "value": _shown(spec, c["field"], c["value"]), "reference_source_id": c["reference_source_id"],
                 "reference_key": c["reference_key"], "reference_value": _shown(spec, c["field"], c["reference_value"]),
                 "status": "open", "first_run_id": before.first_run_id if before is not None else run_id, "last_run_id": run_id}
+            records[(c["source_id"], source_key, rule_id)] = c["source_key"]
     upsert(connection, CONFLICTS, list(rows.values()), ["source_id", "source_key", "rule_id"])
-    stale = [row.id for k, row in existing.items() if k not in rows and row.status == "open"]
-    for part in chunks(stale):
+    stale = [k for k, row in existing.items() if k not in rows and row.status == "open"]
+    for part in chunks([existing[k].id for k in stale]):
         connection.execute(sa.update(CONFLICTS).where(in_values(connection, CONFLICTS.c.id, part)).values(status="resolved", last_run_id=run_id))
+    if rows or stale:
+        feedback = [MergeConflict(r["source_id"], r["source_key"], records[k], r["rule_id"], r["field"],
+                                  field_label(spec, r["field"]), r["value"], r["reference_source_id"], r["reference_key"],
+                                  r["reference_value"]) for k, r in rows.items()]
+        named = {k[0] for k in stale} | {name for r in rows.values() for name in (r["source_id"], r["reference_source_id"])}
+        departments = {source: found for source in named if (found := _department(source)) is not None}
+        record_merge_conflicts(connection, conflicts=feedback, resolved=stale, departments=departments, run_id=run_id, at=at)
     return len(rows), len(stale)
 
 

@@ -320,3 +320,125 @@ def messages_by_key(findings: list[Finding], severity: str) -> dict[str, tuple[l
             out[f.source_key][0].append(f.rule_id)
             out[f.source_key][1].append(f"[{f.rule_id}] {f.message}")
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Merge conflicts → feedback tickets (libraries/merge.py)
+# ------------------------------------------------------------------------------------------------
+
+MERGE_DIMENSION = "一致性"
+MERGE_SEVERITY = "warning"  # the record is loaded (the authoritative value survives): the department is told, not blocked
+
+
+@dataclass(frozen=True)
+class MergeConflict:
+    """One open disagreement found by the merge, as its quality_conflict row shows it (values already masked).
+
+    source_id is the source whose value did not survive; source_key is the conflict row's key
+    (<source record>|<subject>, so one record naming two subjects keeps two defects); record_key is the
+    source's own record key, for the message."""
+
+    source_id: str
+    source_key: str
+    record_key: str
+    rule_id: str
+    field: str
+    label: str
+    value: str | None
+    reference_source_id: str
+    reference_key: str | None
+    reference_value: str | None
+
+
+def merge_rule_name(label: str) -> str:
+    """The ticket title of a merge rule, from the field's Chinese label."""
+    return f"与权威来源比对不一致：{label}"
+
+
+def merge_conflict_message(conflict: MergeConflict, reference_department: str | None = None) -> str:
+    """What the losing department reads: the field, both sources, both values (as the conflict row shows them)."""
+    where = f"（{reference_department}，记录 {conflict.reference_key}）" if reference_department else f"（记录 {conflict.reference_key}）"
+    return (f"{conflict.label}与权威来源不一致：本数据源 {conflict.source_id}（记录 {conflict.record_key}）为“{conflict.value}”，"
+            f"权威来源 {conflict.reference_source_id}{where}为“{conflict.reference_value}”；基础库采用权威来源的值，请核实更正")
+
+
+def _merge_defects(connection: sa.Connection, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], Any]:
+    """(source_id, source_key, rule_id) → defect row, one query per source and chunk of record keys (the unique index)."""
+    table = QualityDefect.__table__
+    by_source: dict[str, set[str]] = defaultdict(set)
+    for source_id, source_key, _ in keys:
+        by_source[source_id].add(source_key)
+    found = {}
+    for source_id, source_keys in by_source.items():
+        for chunk in _chunks(sorted(source_keys)):
+            query = sa.select(table.c.id, table.c.source_id, table.c.source_key, table.c.rule_id, table.c.status,
+                              table.c.ticket_id, table.c.message).where(
+                table.c.source_id == source_id, table.c.source_key.in_(chunk), table.c.rule_id.startswith("MERGE-"))
+            for row in connection.execute(query):
+                if (row.source_id, row.source_key, row.rule_id) in keys:
+                    found[(row.source_id, row.source_key, row.rule_id)] = row
+    return found
+
+
+def record_merge_conflicts(connection: sa.Connection, *, conflicts: list[MergeConflict], resolved: list[tuple[str, str, str]],
+                           departments: dict[str, tuple[str, str]], run_id: str, at: datetime) -> dict[str, int]:
+    """Keep defects and tickets in step with the merge's conflicts (inside the merge's transaction).
+
+    An open conflict opens (or refreshes, or reopens) a warning defect of the losing source on its department's
+    active ticket for the rule — one ticket per source × rule, as record_defects does; a resolved conflict
+    (source_id, source_key, rule_id) resolves its open defect, and a ticket with nothing left open is verified.
+    departments: source id → (department code, department name); a source the registry does not know has no one
+    to tell and gets no defect. A waived defect (a dispute the hub steward accepted) is never raised again.
+    """
+    table = QualityDefect.__table__
+    wanted = [c for c in conflicts if c.source_id in departments]
+    existing = _merge_defects(connection, {(c.source_id, c.source_key, c.rule_id) for c in wanted} | set(resolved))
+    tickets: dict[tuple[str, str], int] = {}
+    touched: set[int] = set()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    reopens: list[dict[str, Any]] = []
+
+    def ticket_for(conflict: MergeConflict) -> int:
+        """The active ticket of the source and rule (created on first need)."""
+        key = (conflict.source_id, conflict.rule_id)
+        if key not in tickets:
+            rule = RuleInfo(merge_rule_name(conflict.label), MERGE_SEVERITY)
+            tickets[key] = _active_ticket(connection, departments[conflict.source_id][0], conflict.source_id,
+                                          conflict.rule_id, rule, run_id, at)
+        return tickets[key]
+
+    for conflict in wanted:
+        reference = departments.get(conflict.reference_source_id)
+        message = merge_conflict_message(conflict, reference[1] if reference else None)
+        row = existing.get((conflict.source_id, conflict.source_key, conflict.rule_id))
+        if row is None:
+            ticket = ticket_for(conflict)
+            inserts.append({"source_id": conflict.source_id, "source_key": conflict.source_key, "rule_id": conflict.rule_id,
+                            "field": conflict.field, "severity": MERGE_SEVERITY, "dimension": MERGE_DIMENSION,
+                            "message": message, "status": "open", "disputed": False, "ticket_id": ticket,
+                            "first_run_id": run_id, "last_run_id": run_id, "first_seen_at": at, "last_seen_at": at})
+            touched.add(ticket)
+        elif row.status == "resolved":  # the disagreement came back: a new occurrence on the rule's active ticket
+            ticket = ticket_for(conflict)
+            reopens.append({"_id": row.id, "_ticket": ticket, "_message": message})
+            touched.update({ticket, row.ticket_id} - {None})
+        elif row.status == "open":
+            updates.append({"_id": row.id, "_message": message})
+    for chunk in _chunks(inserts):
+        connection.execute(sa.insert(table), chunk)
+    if updates:
+        connection.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
+            message=sa.bindparam("_message"), last_run_id=run_id, last_seen_at=at), updates)
+    if reopens:
+        connection.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
+            status="open", ticket_id=sa.bindparam("_ticket"), message=sa.bindparam("_message"), last_run_id=run_id,
+            last_seen_at=at, resolved_run_id=None, resolved_at=None, disputed=False), reopens)
+    gone = [existing[k] for k in resolved if k in existing and existing[k].status == "open"]
+    for chunk in _chunks([row.id for row in gone]):
+        connection.execute(sa.update(table).where(table.c.id.in_(chunk)).values(
+            status="resolved", resolved_run_id=run_id, resolved_at=at))
+    touched.update(row.ticket_id for row in gone if row.ticket_id is not None)
+    closed = refresh_tickets(connection, touched, at, run_id)
+    return {"opened": len(inserts), "refreshed": len(updates), "reopened": len(reopens), "resolved": len(gone),
+            "tickets_closed": len(closed)}
