@@ -13,6 +13,9 @@ Population: scale 1 = 1,000,000 golden persons, written through libraries.popula
 ID, address, phone) and a bulk insert; cached under <data_root>/bench/exchange (SQLite file; PostgreSQL database
 hub_bench_exchange_<n> on $HUB_BENCH_PG_URL) so later runs skip the build.
 Run alone: `python -m benchmarks.exchange_lookup --scale 0.01 --duration 10`; harness: `hub bench --only exchange_lookup`.
+Latency curve: `--connections 16,32,64` drives the full path at each count in turn (same server, `--duration` each) and
+reports requests/s, p50, p99 and server CPU per request per count (closed loop: mean latency = connections ÷ req/s,
+so p99 ≤ 30 ms at 3,000 req/s needs well under 90 connections in flight); the bare baseline runs at the highest.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ AT = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 CHUNK = 50_000
 SAMPLE_IDS = 20_000
 CONNECTIONS = int(os.environ.get("HUB_BENCH_CONNECTIONS", "64"))
+CURVE_FIGURES = ("requests_per_s", "p50_ms", "p99_ms", "non_2xx", "server_cpu_us_per_request")
 WRK_THREADS = int(os.environ.get("HUB_BENCH_WRK_THREADS", "1"))  # 2 cores: wrk's own CPU comes out of the servers'
 WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
@@ -136,15 +140,29 @@ def parse_wrk(text: str) -> dict[str, Any]:
     return out
 
 
-def drive(port: int, path: str, key: str, ids_file: Path, seconds: int, folder: Path) -> dict[str, Any]:
-    """wrk against one server for `seconds`."""
+def parse_connections(text: str) -> tuple[int, ...]:
+    """The --connections argument: one count ("64") or a latency curve ("16,32,64"), ascending, each 1…10,000."""
+    try:
+        points = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"连接数应为逗号分隔的整数 connections must be integers: {text!r}") from None
+    if not points or any(not 1 <= p <= 10_000 for p in points):
+        raise argparse.ArgumentTypeError(f"连接数应在 1–10000 之间 connections must be 1…10000: {text!r}")
+    if list(points) != sorted(set(points)):
+        raise argparse.ArgumentTypeError(f"连接数须递增且不重复 connections must be ascending and distinct: {text!r}")
+    return points
+
+
+def drive(port: int, path: str, key: str, ids_file: Path, seconds: int, folder: Path,
+          connections: int | None = None) -> dict[str, Any]:
+    """wrk against one server for `seconds` with `connections` (default CONNECTIONS)."""
     script = folder / f"lookup_{port}.lua"
     script.write_text(LUA % {"ids": ids_file, "key": key, "path": path}, encoding="utf-8")
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk 未安装：apt-get install -y wrk")
-    result = subprocess.run([wrk, f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script),
-                             f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=seconds + 60)
+    result = subprocess.run([wrk, f"-t{WRK_THREADS}", f"-c{connections or CONNECTIONS}", f"-d{seconds}s", "--latency",
+                             "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=seconds + 60)
     return parse_wrk(result.stdout)
 
 
@@ -213,8 +231,11 @@ def population_ready(engine: Any, persons: int) -> bool:
     return True
 
 
-def measure(url: str, folder: Path, persons: int, seconds: int, build_only: bool = False) -> dict[str, Any]:
-    """Build or reuse the population, then the full run and the bare run."""
+def measure(url: str, folder: Path, persons: int, seconds: int, build_only: bool = False,
+            connections: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Build or reuse the population, then the full run (at each connection count: the latency curve) and the bare
+    run (at the highest count)."""
+    points = connections or (CONNECTIONS,)
     import sqlalchemy as sa
 
     from catalog import access
@@ -248,25 +269,33 @@ def measure(url: str, folder: Path, persons: int, seconds: int, build_only: bool
     close_writers()
     dispose_engines()
     before = audit_rows(url)
-    full = serve_and_drive(url, folder, key, ids_file, seconds, "hub")
+    full = serve_and_drive(url, folder, key, ids_file, seconds, "hub", points)
     after = audit_rows(url)
     bare_before = audit_rows(url, "bench_bare_audit")
-    bare = serve_and_drive(url, folder, key, ids_file, seconds, "bare")
+    bare = serve_and_drive(url, folder, key, ids_file, seconds, "bare", points[-1:])
     bare_after = audit_rows(url, "bench_bare_audit")
     full["audit_rows"] = after - before
     # wrk stops mid-flight: requests it sent but did not read (≤ connections per run) are audited, not counted.
     full["audit_rows_minus_answered"] = full["audit_rows"] - full["answered"]
     bare["audit_rows"] = bare_after - bare_before
     ratio = full["requests_per_s"] / bare["requests_per_s"] if bare["requests_per_s"] else None
-    return {"persons": persons, "build_seconds": build_seconds, "seconds": seconds, "connections": CONNECTIONS,
-            "wrk_threads": WRK_THREADS,
+    # each wrk run (the warm-up at the highest count, then every point) may leave up to its connections unread
+    unread_bound = points[-1] + sum(points)
+    return {"persons": persons, "build_seconds": build_seconds, "seconds": seconds, "connections": points[-1],
+            "connections_curve": list(points), "wrk_threads": WRK_THREADS,
             "full": full, "bare": bare, "share_of_bare": round(ratio, 3) if ratio else None,
             "no_audit_lost": full["audit_rows"] >= full["answered"],
-            "unread_at_cutoff_within_connections": 0 <= full["audit_rows"] - full["answered"] <= 2 * CONNECTIONS}
+            "unread_at_cutoff_within_connections": 0 <= full["audit_rows"] - full["answered"] <= unread_bound}
 
 
-def serve_and_drive(url: str, folder: Path, key: str, ids_file: Path, seconds: int, which: str) -> dict[str, Any]:
-    """Start the server (hub serve, or the bare app on the same uvicorn settings), drive it, stop it."""
+def serve_and_drive(url: str, folder: Path, key: str, ids_file: Path, seconds: int, which: str,
+                    points: tuple[int, ...] = ()) -> dict[str, Any]:
+    """Start the server (hub serve, or the bare app on the same uvicorn settings), drive it at each connection count
+    in `points` (ascending; default CONNECTIONS) for `seconds` each, stop it.
+
+    The result is the last (heaviest) point's figures, with `answered` counting every run (for the audit check) and,
+    for more than one point, `curve`: requests/s, p50, p99 and server CPU per request at each count."""
+    points = points or (CONNECTIONS,)
     port = _free_port()
     if which == "hub":
         command = [sys.executable, "-m", "hub.cli", "serve", "--workers", "2", "--port", str(port), "--db", url]
@@ -281,13 +310,20 @@ def serve_and_drive(url: str, folder: Path, key: str, ids_file: Path, seconds: i
     try:
         _wait_port(port, process)
         time.sleep(1.0)
-        warm = drive(port, path, key, ids_file, 2, folder)  # warm-up: connections, snapshots, statement caches
-        cpu = _cpu_seconds(process.pid)
-        result = drive(port, path, key, ids_file, seconds, folder)
-        if cpu is not None and result["answered"]:
-            # CPU of the server processes per answered request: the figure other sessions' load disturbs least
-            result["server_cpu_us_per_request"] = round((_cpu_seconds(process.pid) - cpu) * 1e6 / result["answered"])
-        result["answered"] += warm["answered"]  # audit rows are counted over both runs
+        # warm-up: connections, snapshots, statement caches
+        answered = drive(port, path, key, ids_file, 2, folder, points[-1])["answered"]
+        curve = []
+        for connections in points:
+            cpu = _cpu_seconds(process.pid)
+            result = drive(port, path, key, ids_file, seconds, folder, connections)
+            if cpu is not None and result["answered"]:
+                # CPU of the server processes per answered request: the figure other sessions' load disturbs least
+                result["server_cpu_us_per_request"] = round((_cpu_seconds(process.pid) - cpu) * 1e6 / result["answered"])
+            answered += result["answered"]
+            curve.append({"connections": connections, **{k: result.get(k) for k in CURVE_FIGURES}})
+        result["answered"] = answered  # audit rows are counted over every run
+        if len(points) > 1:
+            result["curve"] = curve
     finally:
         process.terminate()
         try:
@@ -346,8 +382,9 @@ def pg_database(persons: int) -> str | None:
 
 
 def run(scale: float = 1.0, seconds: int | None = None, backends: tuple[str, ...] = ("sqlite", "postgresql"),
-        build_only: bool = False) -> dict:
-    """Both databases at `scale` (1 = 1M persons), `seconds` of load each (default 60; env HUB_BENCH_SECONDS)."""
+        build_only: bool = False, connections: tuple[int, ...] | None = None) -> dict:
+    """Both databases at `scale` (1 = 1M persons), `seconds` of load each (default 60; env HUB_BENCH_SECONDS) at
+    each connection count of `connections` (default: CONNECTIONS alone; e.g. (16, 32, 64) for the latency curve)."""
     from hub.crypto import get_cipher
     from hub.settings import get_settings
 
@@ -372,7 +409,7 @@ def run(scale: float = 1.0, seconds: int | None = None, backends: tuple[str, ...
                 continue
         folder = root / backend
         folder.mkdir(exist_ok=True)
-        out[backend] = measure(url, folder, persons, seconds, build_only)
+        out[backend] = measure(url, folder, persons, seconds, build_only, connections)
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
@@ -383,10 +420,11 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=int, default=60, help="seconds of load per server (default 60)")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--build-only", action="store_true", help="build (or check) the cached population, no load")
-    parser.add_argument("--connections", type=int, default=CONNECTIONS, help=f"wrk connections (default {CONNECTIONS})")
+    parser.add_argument("--connections", type=parse_connections, default=(CONNECTIONS,),
+                        help=f"wrk connections, or a latency curve such as 16,32,64 (default {CONNECTIONS})")
     parser.add_argument("--wrk-threads", type=int, default=WRK_THREADS, help=f"wrk threads (default {WRK_THREADS})")
     arguments = parser.parse_args()
-    CONNECTIONS, WRK_THREADS = arguments.connections, arguments.wrk_threads
+    WRK_THREADS = arguments.wrk_threads
     chosen = ("sqlite", "postgresql") if arguments.backend == "both" else (arguments.backend,)
-    print(json.dumps(run(arguments.scale, arguments.duration, chosen, arguments.build_only), ensure_ascii=False, indent=2,
-                     default=str))
+    print(json.dumps(run(arguments.scale, arguments.duration, chosen, arguments.build_only, arguments.connections),
+                     ensure_ascii=False, indent=2, default=str))

@@ -594,9 +594,16 @@ class AuditWriter:
             statements = self._statements or self._prepare(connection)
             cursor = connection.connection.cursor()
             try:
-                _execute(cursor, statements["entry"], rows, many=True)
-                if subjects:
-                    _execute(cursor, statements["subject"], subjects, many=True)
+                if connection.dialect.driver == "psycopg":
+                    # COPY … FROM STDIN: rows formatted by psycopg's C dumpers and one statement for the batch; measured
+                    # about half the CPU per entry of executemany, in this process and in the PostgreSQL backend.
+                    _copy(cursor, AuditEntry.__tablename__, statements["entry"], rows)
+                    if subjects:
+                        _copy(cursor, AuditSubject.__tablename__, statements["subject"], subjects)
+                else:
+                    _execute(cursor, statements["entry"], rows, many=True)
+                    if subjects:
+                        _execute(cursor, statements["subject"], subjects, many=True)
                 _execute(cursor, statements["head"], [{"chain_id": self.chain_id, "head_seq": last["seq"],
                                                        "head_hash": last["entry_hash"]}], many=False)
             finally:
@@ -635,6 +642,15 @@ def _execute(cursor: Any, statement: tuple[str, tuple[str, ...], tuple[Any, ...]
         cursor.executemany(sql, params)
     else:
         cursor.execute(sql, params[0])
+
+
+def _copy(cursor: Any, table: str, statement: tuple[str, tuple[str, ...], tuple[Any, ...], bool],
+          rows: list[dict[str, Any]]) -> None:
+    """Insert rows with COPY (psycopg), values bound as _execute binds them (the same SQLAlchemy bind processors)."""
+    _, names, processors, _ = statement
+    with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(v if p is None or v is None else p(v) for n, p in zip(names, processors) for v in (row[n],)))
 
 
 _writers: dict[tuple[str, int], AuditWriter] = {}
