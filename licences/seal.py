@@ -127,9 +127,9 @@ def read_chunk(connection: sa.Connection, first: Any, last: Any, sealed: bool) -
     finally:
         cursor.close()
     out = []
+    keyed = ["row_key", *names]
     for row in rows:
-        licence = dict(zip(names, row[1:]))
-        licence["row_key"] = row[0]
+        licence = dict(zip(keyed, row))
         face = licence["face_content"]
         if type(face) is str:
             licence["face_content"] = _json(face)
@@ -150,6 +150,7 @@ def _sign_chunk(engine: sa.Engine, first: Any, last: Any, key_ids: dict[str, str
     with engine.connect() as connection:
         rows = read_chunk(connection, first, last, sealed=False)
     out = []
+    signers: dict[str, Any] = {}  # key id → its private key's bound sign method
     for licence in rows:
         if cipher is None and (licence["holder_code_enc"] is not None or licence["face_content_enc"] is not None):
             cipher = _cipher()
@@ -159,7 +160,8 @@ def _sign_chunk(engine: sa.Engine, first: Any, last: Any, key_ids: dict[str, str
         licence = clear_licence(licence, cipher, in_place=True)
         seal = _seal_columns(licence, key_id, sealed_at)
         licence.update(seal)  # the row is ours: no copy for the document
-        seal["seal_value"] = store.private(key_id).sign(document_bytes(licence))
+        sign = signers.get(key_id) or signers.setdefault(key_id, store.private(key_id).sign)
+        seal["seal_value"] = sign(document_bytes(licence))
         seal["row"], seal["lid"], seal["seen_updated_at"] = licence["row_key"], licence["licence_id"], licence["raw_updated_at"]
         out.append(seal)
     return out
@@ -213,6 +215,8 @@ def _store(engine: sa.Engine, seals: list[dict[str, Any]], sealed_at: datetime) 
         return 0
     processor = _table.c.sealed_at.type.bind_processor(engine.dialect)
     stored_at = processor(sealed_at) if processor else sealed_at
+    if engine.dialect.name == "sqlite" and isinstance(stored_at, datetime):
+        stored_at = stored_at.isoformat(" ")  # what sqlite3's datetime adapter writes, once rather than per row
     from hub.db import sqlite_writer_turn
 
     by_rowid = row_key(engine.dialect) == "rowid"
