@@ -39,6 +39,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import FileResponse
 
+from hub.asgi import replay
 from opendata import store
 
 log = logging.getLogger(__name__)
@@ -538,7 +539,7 @@ class PortalGuard:
             if body is None:
                 await _plain(send, 413, f"请求体过大（上限 {self.config.max_body_bytes} 字节）", is_api)
                 return
-            receive = _replay(body)
+            receive = replay(body)
         await self.app(scope, receive, _with_headers(send, is_api))
 
     def _known_client(self, headers: dict[str, str]) -> bool:
@@ -572,20 +573,6 @@ class PortalGuard:
             if not message.get("more_body"):
                 break
         return b"".join(parts)
-
-
-def _replay(body: bytes) -> Callable:
-    """A receive callable that hands the already-read body to the app once."""
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 def _with_headers(send: Callable, is_api: bool) -> Callable:

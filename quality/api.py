@@ -23,6 +23,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hub.asgi import replay
 from quality.tickets import STATUS_TEXT, TRANSITIONS, TicketError, list_tickets, ticket_detail, transition
 
 COOKIE = "hub_steward"
@@ -87,7 +88,7 @@ class StewardGuard:
             if body is None:
                 await _refuse(send, 413, f"请求体过大（上限 {limit} 字节）")
                 return
-            receive = _replay(body)
+            receive = replay(body)
         await self.app(scope, receive, _with_headers(send))
 
 
@@ -105,20 +106,6 @@ async def _read_limited(receive: Callable, limit: int) -> bytes | None:
         parts.append(chunk)
         if not message.get("more_body"):
             return b"".join(parts)
-
-
-def _replay(body: bytes) -> Callable:
-    """A receive callable that hands the already-read body to the app once."""
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 def _with_headers(send: Callable) -> Callable:
