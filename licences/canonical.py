@@ -229,19 +229,33 @@ def document_bytes(licence: dict[str, Any]) -> bytes:
     through untouched; only other values take the general walk), which halves the cost per licence when a
     million are sealed or verified."""
     get = licence.get
+    document: dict[str, Any] = {"format": FORMAT}
+    for element, column in _DOCUMENT_FIELDS:
+        document[element] = get(column)
+    seal = {}
+    for element, column in SEAL_FIELDS:
+        value = get(column)
+        seal[element] = value if value is None or type(value) is str else _plain(value)  # sealed_at: text
+    return assembled_document_bytes(document, seal)
+
+
+def assembled_document_bytes(document: dict[str, Any], seal: dict[str, Any] | None = None) -> bytes:
+    """Canonical bytes of a sealed document laid out as sealed_document lays it out, its values as the columns
+    hold them: values other than text and None are normalised in place, then orjson writes it.
+
+    seal: the 签章 block already normalised (text or None; sealing builds one per key and reuses it), added after
+    the normalisation of the rest, which it does not need."""
     try:
-        document: dict[str, Any] = {"format": FORMAT}
-        for element, column in _DOCUMENT_FIELDS:
-            value = get(column)
-            document[element] = value if value is None or type(value) is str else _plain(value)
-        seal = {}
-        for element, column in SEAL_FIELDS:
-            value = get(column)
-            seal[element] = value if value is None or type(value) is str else _plain(value)
-        document[SEAL] = seal
+        for element, value in document.items():
+            if value is not None and type(value) is not str:
+                document[element] = _plain(value)
+        if seal is not None:
+            document[SEAL] = seal
         return _fast_dumps(document)
     except (_NeedsReference, TypeError, ValueError, orjson.JSONEncodeError):
-        return canonical_bytes_reference(sealed_document(licence))
+        if seal is not None:
+            document[SEAL] = seal
+        return canonical_bytes_reference(document)
 
 
 _DOCUMENT_FIELDS = (*METADATA_FIELDS, (FACE, "face_content"))

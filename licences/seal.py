@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from hub.faults import fault_point
 from hub.models import Licence
 from licences import keys
-from licences.canonical import document_bytes, timestamp_text
+from licences.canonical import FACE, FORMAT, METADATA_FIELDS, SEAL_FIELDS, assembled_document_bytes, document_bytes, timestamp_text
 
 CHUNK_ROWS = 5_000
 PARALLEL_FROM = 50_000  # below this many rows, starting the worker processes (1–3 s) costs more than it saves
@@ -40,6 +40,10 @@ ALL_COLUMNS = list(_table.columns)
 SEAL_READ_COLUMNS = [c.name for c in ALL_COLUMNS if c.name not in ("lineage", "source_id", "run_id", "holder_person_id")]
 # Unsealed rows have no seal yet, and their status is not sealed: sealing reads only what the seal covers.
 SIGN_READ_COLUMNS = [n for n in SEAL_READ_COLUMNS if not n.startswith("seal") and n not in ("sealed_at", "status")]
+# Positions in a row read for signing (the row key, then SIGN_READ_COLUMNS).
+_SIGN_AT = {name: 1 + i for i, name in enumerate(SIGN_READ_COLUMNS)}
+_METADATA_AT = tuple((element, _SIGN_AT[column]) for element, column in METADATA_FIELDS)
+HOLDER_CODE_ELEMENT = next(element for element, column in METADATA_FIELDS if column == "holder_code")
 
 
 def seal_name(issuer: str) -> str:
@@ -90,8 +94,7 @@ def _seal_chunk(url: str, first: Any, last: Any, key_ids: dict[str, str], sealed
     from hub.db import engine_for
 
     engine = engine_for(url)
-    seals = _sign_chunk(engine, first, last, key_ids, sealed_at)
-    return _store(engine, seals, datetime.fromisoformat(sealed_at.replace("Z", "+00:00")))
+    return _store(engine, _sign_chunk(engine, first, last, key_ids, sealed_at))
 
 
 def _param(dialect: sa.Dialect, name: str) -> str:
@@ -116,16 +119,7 @@ def read_chunk(connection: sa.Connection, first: Any, last: Any, sealed: bool) -
     clear_licence). `updated_at` stays as the driver gave it, to match it unchanged when the seal is written.
     """
     names = SEAL_READ_COLUMNS if sealed else SIGN_READ_COLUMNS
-    dialect = connection.dialect
-    key = row_key(dialect)
-    sql = (f"SELECT {key}, {', '.join(names)} FROM licence WHERE {key} >= {_param(dialect, 'first')} "
-           f"AND {key} <= {_param(dialect, 'last')} AND seal_value IS {'NOT NULL' if sealed else 'NULL'}")
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, {"first": first, "last": last})
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    rows = _fetch(connection, names, first, last, sealed)
     out = []
     keyed = ["row_key", *names]
     for row in rows:
@@ -143,28 +137,76 @@ def read_chunk(connection: sa.Connection, first: Any, last: Any, sealed: bool) -
     return out
 
 
-def _sign_chunk(engine: sa.Engine, first: Any, last: Any, key_ids: dict[str, str], sealed_at: str) -> list[dict[str, Any]]:
-    """Read the unsealed licences with first <= row key <= last and return their seal columns."""
+def _fetch(connection: sa.Connection, names: list[str], first: Any, last: Any, sealed: bool) -> list[tuple]:
+    """The row key and `names` of the sealed (or unsealed) licences with first <= row key <= last, as driver tuples."""
+    dialect = connection.dialect
+    key = row_key(dialect)
+    sql = (f"SELECT {key}, {', '.join(names)} FROM licence WHERE {key} >= {_param(dialect, 'first')} "
+           f"AND {key} <= {_param(dialect, 'last')} AND seal_value IS {'NOT NULL' if sealed else 'NULL'}")
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, {"first": first, "last": last})
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _sign_chunk(engine: sa.Engine, first: Any, last: Any, key_ids: dict[str, str], sealed_at: str) -> list[tuple]:
+    """Sign the unsealed licences with first <= row key <= last; one tuple of _store's parameters per licence.
+
+    From the driver's tuples straight to the sealed document (see canonical.sealed_document), with one seal block
+    and one bound sign method per key: no per-row mapping of columns, cleared copy or seal dict — about 8 µs of
+    the 35 a licence cost besides its signature, measured on 100,000 licences.
+    """
     store = keys.store_for(engine)
-    cipher = None
+    stored_at = _stored_sealed_at(engine.dialect, sealed_at)
+    by_rowid = row_key(engine.dialect) == "rowid"
     with engine.connect() as connection:
-        rows = read_chunk(connection, first, last, sealed=False)
-    out = []
-    signers: dict[str, Any] = {}  # key id → its private key's bound sign method
-    for licence in rows:
-        if cipher is None and (licence["holder_code_enc"] is not None or licence["face_content_enc"] is not None):
-            cipher = _cipher()
-        key_id = key_ids.get(licence["issuer_code"])
+        rows = _fetch(connection, SIGN_READ_COLUMNS, first, last, sealed=False)
+    issuer_at, issuer_code_at, licence_id_at = _SIGN_AT["issuer"], _SIGN_AT["issuer_code"], _SIGN_AT["licence_id"]
+    holder_at, holder_enc_at, updated_at = _SIGN_AT["holder_code"], _SIGN_AT["holder_code_enc"], _SIGN_AT["updated_at"]
+    face_at, face_enc_at = _SIGN_AT["face_content"], _SIGN_AT["face_content_enc"]
+    cipher = None
+    signers: dict[tuple[str, str], tuple[dict[str, str], str, Any]] = {}  # (issuer, key id) → block, name, sign
+    out: list[tuple] = []
+    for row in rows:
+        key_id = key_ids.get(row[issuer_code_at])
         if key_id is None:  # arrived after this run listed the issuers: sealed by the next run
             continue
-        licence = clear_licence(licence, cipher, in_place=True)
-        seal = _seal_columns(licence, key_id, sealed_at)
-        licence.update(seal)  # the row is ours: no copy for the document
-        sign = signers.get(key_id) or signers.setdefault(key_id, store.private(key_id).sign)
-        seal["seal_value"] = sign(document_bytes(licence))
-        seal["row"], seal["lid"], seal["seen_updated_at"] = licence["row_key"], licence["licence_id"], licence["raw_updated_at"]
-        out.append(seal)
+        issuer = row[issuer_at]
+        signer = signers.get((issuer, key_id))
+        if signer is None:
+            columns = _seal_columns({"issuer": issuer}, key_id, sealed_at)
+            block = {element: columns[column] for element, column in SEAL_FIELDS}
+            signer = signers[(issuer, key_id)] = (block, columns["seal_name"], store.private(key_id).sign)
+        block, name, sign = signer
+        document: dict[str, Any] = {"format": FORMAT}
+        for element, at in _METADATA_AT:
+            document[element] = row[at]
+        if row[holder_at] is None and row[holder_enc_at] is not None:
+            cipher = cipher or _cipher()
+            document[HOLDER_CODE_ELEMENT] = cipher.decrypt(row[holder_enc_at])
+        face = row[face_at]
+        if type(face) is str:  # SQLite: JSON text (an encrypted face leaves the JSON null here)
+            face = _json(face)
+        if face is None and row[face_enc_at] is not None:
+            cipher = cipher or _cipher()
+            face = _json(cipher.decrypt(row[face_enc_at]))
+        document[FACE] = face
+        signature = sign(assembled_document_bytes(document, block))
+        matched = (row[0], row[licence_id_at], row[updated_at]) if by_rowid else (row[licence_id_at], row[updated_at])
+        out.append((issuer, name, keys.ALGORITHM, key_id, signature, stored_at, *matched))
     return out
+
+
+def _stored_sealed_at(dialect: sa.Dialect, sealed_at: str) -> Any:
+    """The seal time as the driver stores it, converted once per chunk (sqlite3's datetime adapter runs per row)."""
+    at = datetime.fromisoformat(sealed_at.replace("Z", "+00:00"))
+    processor = _table.c.sealed_at.type.bind_processor(dialect)
+    stored = processor(at) if processor else at
+    if dialect.name == "sqlite" and isinstance(stored, datetime):
+        stored = stored.isoformat(" ")  # what sqlite3's datetime adapter writes
+    return stored
 
 
 def row_key(dialect: sa.Dialect) -> str:
@@ -192,6 +234,19 @@ def key_ranges(engine: sa.Engine, where: Any, size: int) -> Iterator[tuple[Any, 
             last = ids[-1]
 
 
+def _pending_ranges(engine: sa.Engine, where: Any, size: int, total: int, span: tuple[Any, Any]) -> Iterator[tuple[Any, Any]]:
+    """Chunks of about `size` of the `total` pending rows whose row keys lie in `span`.
+
+    On SQLite, when the pending rows fill at least half of their rowid span (a first run, a bulk load), the chunks
+    are cut by arithmetic on the rowid: the keyset scan read every pending row once more in the parent, 2.5 µs a
+    row taken from the signing workers' two cores. Otherwise (sparse changes, licence ids) the keyset scan."""
+    first, last = span
+    if row_key(engine.dialect) == "rowid" and total * 2 >= last - first + 1:
+        step = max(1, -(-size * (last - first + 1) // total))
+        return ((start, min(start + step - 1, last)) for start in range(first, last + 1, step))
+    return key_ranges(engine, where, size)
+
+
 _SEAL_COLUMNS = ("seal_signer", "seal_name", "seal_algorithm", "seal_key_id", "seal_value", "sealed_at")
 
 
@@ -204,8 +259,8 @@ def _store_sql(dialect: sa.Dialect) -> str:
     return f"UPDATE licence SET {assignments} WHERE {found} AND seal_value IS NULL AND updated_at = {p}"
 
 
-def _store(engine: sa.Engine, seals: list[dict[str, Any]], sealed_at: datetime) -> int:
-    """Write seal columns, only where the row is still unsealed and unchanged since it was read.
+def _store(engine: sa.Engine, seals: list[tuple]) -> int:
+    """Write seal columns (_sign_chunk's tuples), only where the row is still unsealed and unchanged since it was read.
 
     The driver's executemany over tuples of driver-level values (updated_at as the driver returned it,
     sealed_at converted once): no SQLAlchemy statement or per-row parameter processing — 10 µs a row on
@@ -213,19 +268,12 @@ def _store(engine: sa.Engine, seals: list[dict[str, Any]], sealed_at: datetime) 
     """
     if not seals:
         return 0
-    processor = _table.c.sealed_at.type.bind_processor(engine.dialect)
-    stored_at = processor(sealed_at) if processor else sealed_at
-    if engine.dialect.name == "sqlite" and isinstance(stored_at, datetime):
-        stored_at = stored_at.isoformat(" ")  # what sqlite3's datetime adapter writes, once rather than per row
     from hub.db import sqlite_writer_turn
 
-    by_rowid = row_key(engine.dialect) == "rowid"
-    rows = [(s["seal_signer"], s["seal_name"], s["seal_algorithm"], s["seal_key_id"], s["seal_value"], stored_at,
-             *((s["row"],) if by_rowid else ()), s["lid"], s["seen_updated_at"]) for s in seals]
     with sqlite_writer_turn(engine, "seal"), engine.begin() as connection:
         cursor = connection.connection.cursor()
         try:
-            cursor.executemany(_store_sql(engine.dialect), rows)
+            cursor.executemany(_store_sql(engine.dialect), seals)
             count = cursor.rowcount
         finally:
             cursor.close()
@@ -242,19 +290,23 @@ def seal_pending(
     at = (sealed_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     at_text = timestamp_text(at)
     pending = _table.c.seal_value.is_(None)
+    key = sa.literal_column(row_key(engine.dialect))
     with engine.connect() as connection:
-        issuers = connection.execute(sa.select(_table.c.issuer_code).where(pending).distinct()).scalars().all()
-        total = connection.execute(sa.select(sa.func.count()).select_from(_table).where(pending)).scalar_one()
+        # one scan: the issuers to key, how many licences wait, and the span of their row keys
+        groups = connection.execute(sa.select(_table.c.issuer_code, sa.func.count(), sa.func.min(key), sa.func.max(key))
+                                    .where(pending).group_by(_table.c.issuer_code)).all()
+    total = sum(count for _, count, _, _ in groups)
     if not total:
         return {"pending": 0, "sealed": 0, "changed_meanwhile": 0, "issuers": 0, "workers": 0}
-    key_ids = keys.ensure_keys(engine, set(issuers), at)
+    key_ids = keys.ensure_keys(engine, {issuer for issuer, _, _, _ in groups}, at)
     url = engine.url.render_as_string(hide_password=False)
     workers = workers if workers is not None else (min(os.cpu_count() or 1, 8) if total >= PARALLEL_FROM else 1)
     sealed = 0
-    ranges = key_ranges(engine, pending, chunk_rows)
+    span = (min(first for _, _, first, _ in groups), max(last for _, _, _, last in groups))
+    ranges = _pending_ranges(engine, pending, chunk_rows, total, span)
     if workers <= 1:
         for first, last in list(ranges):
-            sealed += _store(engine, _sign_chunk(engine, first, last, key_ids, at_text), at)
+            sealed += _store(engine, _sign_chunk(engine, first, last, key_ids, at_text))
             fault_point("seal.between_chunks")
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:

@@ -295,3 +295,59 @@ def test_document_bytes_are_stable_across_the_database_round_trip(licence_db) ->
     seal_pending(licence_db, AT)
     licence = clear_licence(stored(licence_db, COMPANY_ID))
     assert b'"\xe9\x9d\xa2\xe7\xa7\xaf":120.5' in document_bytes(licence)  # "面积":120.5
+
+
+# --- the sealing fast path ------------------------------------------------------------------------
+
+AWKWARD_FACES = [
+    {"面积": 1e-7, "数量": 2.0, "大数": 1e21, "负零": -0.0},  # floats JCS writes unlike repr
+    {"\U0001f600": 1, "\ufb33": 2, "€": 3},  # keys whose code-point and UTF-16 orders differ
+    {"嵌套": {"b": [1, 2.5, None, True], "a": {"深": "控制字符\u0001\n\""}}},
+    {},
+    None,  # no face content at all
+]
+
+
+@pytest.mark.parametrize("face", AWKWARD_FACES, ids=["floats", "astral-keys", "nested", "empty", "none"])
+def test_the_sealing_fast_path_signs_what_verification_rebuilds(licence_db, face) -> None:
+    # Sealing builds the document from driver tuples; verification rebuilds it from the stored row through
+    # document_bytes. Any difference between the two paths fails every seal made on this face.
+    lid = licence_id(ISSUER_A, "2026000077")
+    with licence_db.begin() as connection:
+        connection.execute(Licence.__table__.insert(), [company_row(licence_id=lid, licence_number="AWK", face_content=face)])
+    assert seal_pending(licence_db, AT)["sealed"] == 3
+    for one in (lid, COMPANY_ID, PERSON_LICENCE_ID):
+        verdict = verify.verify_licence(licence_db, one, TODAY)
+        assert verdict.ok, verdict
+
+
+def test_chunks_cover_every_pending_row_once_dense_or_sparse(licence_db) -> None:
+    from licences.seal import _pending_ranges, key_ranges, row_key
+
+    with licence_db.begin() as connection:
+        connection.execute(Licence.__table__.insert(), [
+            company_row(licence_id=licence_id(ISSUER_A, f"2025{i:06d}"), licence_number=f"N{i}") for i in range(200)])
+    table, pending = Licence.__table__, Licence.__table__.c.seal_value.is_(None)
+    key = sa.literal_column(row_key(licence_db.dialect))
+
+    def pending_keys() -> list:
+        with licence_db.connect() as connection:
+            return connection.execute(sa.select(key).select_from(table).where(pending).order_by(key)).scalars().all()
+
+    def covered(ranges) -> list:
+        ranges = list(ranges)
+        assert all(first <= last for first, last in ranges)
+        return [k for k in pending_keys() if sum(first <= k <= last for first, last in ranges) == 1]
+
+    everything = pending_keys()
+    dense = _pending_ranges(licence_db, pending, 16, len(everything), (everything[0], everything[-1]))
+    assert covered(dense) == everything
+    seal_pending(licence_db, AT)
+    with licence_db.begin() as connection:  # one in ten changes: a sparse run
+        connection.execute(table.update().where(table.c.licence_number.like("N%0")).values(seal_value=None))
+    sparse_keys = pending_keys()
+    assert len(sparse_keys) == 20
+    sparse = list(_pending_ranges(licence_db, pending, 8, len(sparse_keys), (sparse_keys[0], sparse_keys[-1])))
+    assert sparse == list(key_ranges(licence_db, pending, 8)) and len(sparse) == 3  # keyset: chunks of 8, 8, 4
+    assert covered(sparse) == sparse_keys
+    assert seal_pending(licence_db, AT, chunk_rows=8)["sealed"] == 20
