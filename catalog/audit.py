@@ -21,7 +21,10 @@ previous batch was being written) and resolves the futures only after COMMIT ret
 after the future resolved (`log()` / `log_async()` do so); if the database is unavailable the future does not
 resolve, the entries stay buffered and are retried, and `log()` raises `AuditUnavailable` after its timeout, so
 the API answers 503 instead of returning data that was not audited. A process crash loses only entries whose
-calls have not been answered yet.
+calls have not been answered yet. On PostgreSQL a batch is one autocommit statement (one round trip), and when
+calls arrive together the flusher pauses GATHER_SECONDS (1 ms) before a batch so the calls in flight join it: at
+2 cores under load that took batches from ~2 to ~5 entries and the PostgreSQL backend's CPU per call from 225 to
+147 µs.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidSignature
 
@@ -61,6 +65,7 @@ GENESIS = "0" * 64
 AUDIT_KEY_OWNER = "HUB-AUDIT"
 CHECKPOINT_FORMAT = "hub-audit-checkpoint/1"
 OUTCOMES = ("allowed", "refused", "error")
+GATHER_SECONDS = float(os.environ.get("HUB_AUDIT_GATHER_SECONDS", "0.001"))
 RESIDENT_ID = re.compile(r"^\d{17}[\dXx]$")
 
 
@@ -229,7 +234,8 @@ class AuditWriter:
     """One process's audit chain: hashes at append time, writes in group-committed batches from a thread."""
 
     def __init__(self, engine: sa.Engine, *, chain_id: str | None = None, max_batch: int = 2000,
-                 checkpoint_every: int = 1000, checkpoint_seconds: float = 60.0, retry_seconds: float = 0.5) -> None:
+                 checkpoint_every: int = 1000, checkpoint_seconds: float = 60.0, retry_seconds: float = 0.5,
+                 gather_seconds: float = GATHER_SECONDS) -> None:
         """Bind to a database; the chain row is created on the first write."""
         self.engine = engine
         self.chain_id = chain_id or f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -252,6 +258,11 @@ class AuditWriter:
         self._waiting = False
         self.refused = 0  # entries the database refused and that were replaced by placeholders
         self._statements: dict[str, Any] | None = None
+        # Group commit's gathering pause (see _run): on PostgreSQL, where each batch is a round trip and a WAL flush
+        # (measured at 2 cores under load: batches of ~2 entries without it); SQLite commits in-process, no pause.
+        self._gather = gather_seconds if engine.dialect.name == "postgresql" else 0.0
+        self._last_batch = 0
+        self._autocommit: Any = None  # PostgreSQL: DBAPI connection for one-statement batches (_write_one_statement)
         self._lock_fd: int | None = None
         self._checkpointer: threading.Thread | None = None
         self._thread = threading.Thread(target=self._run, name=f"audit-{self.chain_id}", daemon=True)
@@ -376,6 +387,13 @@ class AuditWriter:
                     self._release()
                     return
                 batch = self._pending[: self.max_batch]
+            if self._gather and 1 < self._last_batch and len(batch) < self.max_batch and not self._closed:
+                # Calls are arriving together (the last batch had several): let the ones in flight join this batch,
+                # as PostgreSQL's commit_delay does for its WAL flush — one statement and one fsync for more entries.
+                time.sleep(self._gather)
+                with self._lock:
+                    batch = self._pending[: self.max_batch]
+            self._last_batch = len(batch)
             try:
                 if batch:
                     try:
@@ -469,6 +487,13 @@ class AuditWriter:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._autocommit is not None:
+            raw, self._autocommit = self._autocommit, None
+            try:
+                raw.driver_connection.autocommit = False  # back to the pool as the pool handed it out
+                raw.close()
+            except Exception:  # noqa: BLE001 — broken: the pool discards it
+                pass
         if self._connection is not None:
             try:
                 self._connection.close()
@@ -510,6 +535,7 @@ class AuditWriter:
                 self._write_in(connection, rows, subjects, last, key)
         except Exception:
             self._connection = None
+            self._drop_autocommit()
             try:
                 connection.close()
             except Exception:  # already broken; the next batch opens a fresh connection
@@ -518,6 +544,36 @@ class AuditWriter:
         self._created = True
         if sign:
             self._signed_seq, self._signed_time = last["seq"], time.monotonic()
+
+    def _write_one_statement(self, rows: list[dict[str, Any]], subjects: list[dict[str, Any]],
+                             last: dict[str, Any]) -> None:
+        """PostgreSQL, an existing chain, no checkpoint due: the batch as one autocommit statement (entries, subject
+        index and head — see _BATCH_SQL), one round trip. The transactional path takes five (BEGIN, two COPYs, the
+        head UPDATE, COMMIT), and at the batch sizes group commit gives under load (2–5 entries) their
+        per-statement work in the PostgreSQL backend costs more than the rows."""
+        if self._autocommit is None:
+            raw = self.engine.raw_connection()
+            raw.driver_connection.autocommit = True
+            self._autocommit = raw
+        # orjson writes the batch in C (aware times as ISO 8601 with their offset, which timestamptz reads); entry rows
+        # hold exactly the audit_entry columns, subject rows those of audit_subject.
+        entries, index = orjson.dumps(rows).decode(), orjson.dumps(subjects).decode()
+        cursor = self._autocommit.driver_connection.cursor()
+        try:
+            cursor.execute(_BATCH_SQL, (entries, index, last["seq"], last["entry_hash"], self.chain_id))
+            if cursor.rowcount != 1:
+                raise RuntimeError(f"审计链 {self.chain_id} 不存在 audit chain missing")  # not transient: isolated
+        finally:
+            cursor.close()
+
+    def _drop_autocommit(self) -> None:
+        """Forget the autocommit connection (broken, or the writer is done)."""
+        raw, self._autocommit = self._autocommit, None
+        if raw is not None:
+            try:
+                raw.invalidate()
+            except Exception:  # noqa: BLE001 — already gone
+                pass
 
     def _start_checkpointer(self) -> None:
         """Start the WAL checkpointer thread of an SQLite writer (once)."""
@@ -580,7 +636,11 @@ class AuditWriter:
 
     def _write_in(self, connection: sa.Connection, rows: list[dict[str, Any]], subjects: list[dict[str, Any]],
                   last: dict[str, Any], key: tuple[str, Any] | None) -> None:
-        """The batch's statements in one transaction on the flusher's connection."""
+        """The batch's statements in one transaction on the flusher's connection (on PostgreSQL, once the chain
+        exists and no checkpoint is due, one autocommit statement: _write_one_statement)."""
+        if self._created and key is None and connection.dialect.driver == "psycopg":
+            self._write_one_statement(rows, subjects, last)
+            return
         with connection.begin():
             if not self._created:
                 exists = connection.execute(sa.select(AuditChain.chain_id).where(AuditChain.chain_id == self.chain_id)).first()
@@ -617,6 +677,14 @@ def _sqlite_path(engine: sa.Engine) -> str | None:
     if engine.dialect.name != "sqlite" or not (fcntl and engine.url.database) or engine.url.database == ":memory:":
         return None
     return os.path.abspath(engine.url.database)
+
+
+# PostgreSQL: a batch as one statement — entries and subject index rows from JSON (json_populate_recordset over the
+# tables' own row types), then the chain head. The head UPDATE is the main statement, so its row count says whether
+# the chain exists; the sibling inserts' foreign-key checks run at the end of the statement and see each other.
+_BATCH_SQL = ("WITH entry AS (INSERT INTO audit_entry SELECT * FROM json_populate_recordset(NULL::audit_entry, %s::json)), "
+              "subject AS (INSERT INTO audit_subject SELECT * FROM json_populate_recordset(NULL::audit_subject, %s::json)) "
+              "UPDATE audit_chain SET head_seq = %s, head_hash = %s WHERE chain_id = %s")
 
 
 def _compile(statement: Any, dialect: sa.Dialect) -> tuple[str, tuple[str, ...], tuple[Any, ...], bool]:

@@ -4,6 +4,7 @@ gets AuditRefused (the API answers 503), and the entries around it are written a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -126,3 +127,36 @@ def test_api_answers_503_for_a_refused_entry_and_keeps_serving(hub: dict, monkey
     with engine.connect() as connection:
         outcomes = [r.outcome for r in connection.execute(sa.select(AuditEntry.outcome).order_by(AuditEntry.at))]
     assert outcomes[-3:] == ["allowed", "error", "allowed"]
+
+
+def test_postgresql_batches_are_one_statement_and_concurrent_calls_are_gathered(
+        engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("one-statement batches and the gathering pause are the PostgreSQL path")
+    batches: list[int] = []
+    original = AuditWriter._write_one_statement
+
+    def counting(self, rows, subjects, last):
+        batches.append(len(rows))
+        return original(self, rows, subjects, last)
+
+    monkeypatch.setattr(AuditWriter, "_write_one_statement", counting)
+    writer = AuditWriter(engine, chain_id="gather-chain", gather_seconds=0.3)
+    try:
+        assert writer.log(_event(1), timeout=10) == 1  # creates the chain: the transactional path
+        burst = [writer.append(_event(i)) for i in range(2, 22)]  # calls arriving together
+        assert [f.result(10) for f in burst] == list(range(2, 22))
+        # after a batch of several, the next call waits for the ones in flight: one arriving 50 ms later joins it
+        first = writer.append(_event(22))
+        time.sleep(0.05)
+        second = writer.append(_event(23))
+        assert (first.result(10), second.result(10)) == (22, 23)
+        writer.checkpoint()
+    finally:
+        writer.close()
+    assert batches[-1] == 2 and sum(batches) == 22, batches
+    assert verify(engine)["ok"]
+    with engine.connect() as connection:
+        stored = connection.execute(sa.select(AuditEntry.seq, AuditEntry.subjects, AuditEntry.at)
+                                    .where(AuditEntry.chain_id == "gather-chain").order_by(AuditEntry.seq)).all()
+    assert [s.seq for s in stored] == list(range(1, 24)) and stored[-1].at == _event(23).at
