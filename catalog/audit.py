@@ -22,7 +22,7 @@ after the future resolved (`log()` / `log_async()` do so); if the database is un
 resolve, the entries stay buffered and are retried, and `log()` raises `AuditUnavailable` after its timeout, so
 the API answers 503 instead of returning data that was not audited. A process crash loses only entries whose
 calls have not been answered yet. On PostgreSQL a batch is one autocommit statement (one round trip), and when
-calls arrive together the flusher pauses GATHER_SECONDS (1 ms) before a batch so the calls in flight join it: at
+calls arrive together the flusher pauses `audit_gather_seconds` (setting, 1 ms) before a batch so the calls in flight join it: at
 2 cores under load that took batches from ~2 to ~5 entries and the PostgreSQL backend's CPU per call from 225 to
 147 µs.
 """
@@ -65,7 +65,6 @@ GENESIS = "0" * 64
 AUDIT_KEY_OWNER = "HUB-AUDIT"
 CHECKPOINT_FORMAT = "hub-audit-checkpoint/1"
 OUTCOMES = ("allowed", "refused", "error")
-GATHER_SECONDS = float(os.environ.get("HUB_AUDIT_GATHER_SECONDS", "0.001"))
 RESIDENT_ID = re.compile(r"^\d{17}[\dXx]$")
 
 
@@ -235,7 +234,7 @@ class AuditWriter:
 
     def __init__(self, engine: sa.Engine, *, chain_id: str | None = None, max_batch: int = 2000,
                  checkpoint_every: int = 1000, checkpoint_seconds: float = 60.0, retry_seconds: float = 0.5,
-                 gather_seconds: float = GATHER_SECONDS) -> None:
+                 gather_seconds: float | None = None) -> None:
         """Bind to a database; the chain row is created on the first write."""
         self.engine = engine
         self.chain_id = chain_id or f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -260,6 +259,10 @@ class AuditWriter:
         self._statements: dict[str, Any] | None = None
         # Group commit's gathering pause (see _run): on PostgreSQL, where each batch is a round trip and a WAL flush
         # (measured at 2 cores under load: batches of ~2 entries without it); SQLite commits in-process, no pause.
+        if gather_seconds is None:
+            from hub.settings import get_settings
+
+            gather_seconds = get_settings().audit_gather_seconds
         self._gather = gather_seconds if engine.dialect.name == "postgresql" else 0.0
         self._last_batch = 0
         self._autocommit: Any = None  # PostgreSQL: DBAPI connection for one-statement batches (_write_one_statement)
