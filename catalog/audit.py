@@ -551,23 +551,28 @@ class AuditWriter:
     def _write_one_statement(self, rows: list[dict[str, Any]], subjects: list[dict[str, Any]],
                              last: dict[str, Any]) -> None:
         """PostgreSQL, an existing chain, no checkpoint due: the batch as one autocommit statement (entries, subject
-        index and head — see _BATCH_SQL), one round trip. The transactional path takes five (BEGIN, two COPYs, the
-        head UPDATE, COMMIT), and at the batch sizes group commit gives under load (2–5 entries) their
-        per-statement work in the PostgreSQL backend costs more than the rows."""
+        index and head — see _BATCH_SQL), one round trip. In a transaction it takes three (BEGIN, the statement,
+        COMMIT); it took five with two COPYs and the head UPDATE, and at the batch sizes group commit gives under
+        load (2–5 entries) per-statement work in the PostgreSQL backend costs more than the rows."""
         if self._autocommit is None:
             raw = self.engine.raw_connection()
             raw.driver_connection.autocommit = True
             self._autocommit = raw
+        cursor = self._autocommit.driver_connection.cursor()
+        try:
+            self._execute_batch(cursor, rows, subjects, last)
+        finally:
+            cursor.close()
+
+    def _execute_batch(self, cursor: Any, rows: list[dict[str, Any]], subjects: list[dict[str, Any]],
+                       last: dict[str, Any]) -> None:
+        """PostgreSQL: run _BATCH_SQL for a batch on a psycopg cursor (in a transaction or autocommit)."""
         # orjson writes the batch in C (aware times as ISO 8601 with their offset, which timestamptz reads); entry rows
         # hold exactly the audit_entry columns, subject rows those of audit_subject.
         entries, index = orjson.dumps(rows).decode(), orjson.dumps(subjects).decode()
-        cursor = self._autocommit.driver_connection.cursor()
-        try:
-            cursor.execute(_BATCH_SQL, (entries, index, last["seq"], last["entry_hash"], self.chain_id))
-            if cursor.rowcount != 1:
-                raise RuntimeError(f"审计链 {self.chain_id} 不存在 audit chain missing")  # not transient: isolated
-        finally:
-            cursor.close()
+        cursor.execute(_BATCH_SQL, (entries, index, last["seq"], last["entry_hash"], self.chain_id))
+        if cursor.rowcount != 1:
+            raise RuntimeError(f"审计链 {self.chain_id} 不存在 audit chain missing")  # not transient: isolated
 
     def _drop_autocommit(self) -> None:
         """Forget the autocommit connection (broken, or the writer is done)."""
@@ -640,7 +645,7 @@ class AuditWriter:
     def _write_in(self, connection: sa.Connection, rows: list[dict[str, Any]], subjects: list[dict[str, Any]],
                   last: dict[str, Any], key: tuple[str, Any] | None) -> None:
         """The batch's statements in one transaction on the flusher's connection (on PostgreSQL, once the chain
-        exists and no checkpoint is due, one autocommit statement: _write_one_statement)."""
+        exists and no checkpoint is due, the batch statement alone in autocommit: _write_one_statement)."""
         if self._created and key is None and connection.dialect.driver == "psycopg":
             self._write_one_statement(rows, subjects, last)
             return
@@ -654,21 +659,17 @@ class AuditWriter:
             # The hot statements go to the DBAPI cursor directly, compiled once per writer with SQLAlchemy's own
             # bind processors: no per-batch statement construction, cache-key or execution-context work in a thread
             # that shares the GIL with the event loop.
-            statements = self._statements or self._prepare(connection)
             cursor = connection.connection.cursor()
             try:
                 if connection.dialect.driver == "psycopg":
-                    # COPY … FROM STDIN: rows formatted by psycopg's C dumpers and one statement for the batch; measured
-                    # about half the CPU per entry of executemany, in this process and in the PostgreSQL backend.
-                    _copy(cursor, AuditEntry.__tablename__, statements["entry"], rows)
-                    if subjects:
-                        _copy(cursor, AuditSubject.__tablename__, statements["subject"], subjects)
+                    self._execute_batch(cursor, rows, subjects, last)  # the same statement as the autocommit path
                 else:
+                    statements = self._statements or self._prepare(connection)
                     _execute(cursor, statements["entry"], rows, many=True)
                     if subjects:
                         _execute(cursor, statements["subject"], subjects, many=True)
-                _execute(cursor, statements["head"], [{"chain_id": self.chain_id, "head_seq": last["seq"],
-                                                       "head_hash": last["entry_hash"]}], many=False)
+                    _execute(cursor, statements["head"], [{"chain_id": self.chain_id, "head_seq": last["seq"],
+                                                           "head_hash": last["entry_hash"]}], many=False)
             finally:
                 cursor.close()
             if key is not None:
@@ -713,15 +714,6 @@ def _execute(cursor: Any, statement: tuple[str, tuple[str, ...], tuple[Any, ...]
         cursor.executemany(sql, params)
     else:
         cursor.execute(sql, params[0])
-
-
-def _copy(cursor: Any, table: str, statement: tuple[str, tuple[str, ...], tuple[Any, ...], bool],
-          rows: list[dict[str, Any]]) -> None:
-    """Insert rows with COPY (psycopg), values bound as _execute binds them (the same SQLAlchemy bind processors)."""
-    _, names, processors, _ = statement
-    with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(tuple(v if p is None or v is None else p(v) for n, p in zip(names, processors) for v in (row[n],)))
 
 
 _writers: dict[tuple[str, int], AuditWriter] = {}
