@@ -233,9 +233,12 @@ def document_bytes(licence: dict[str, Any]) -> bytes:
     for element, column in _DOCUMENT_FIELDS:
         document[element] = get(column)
     seal = {}
-    for element, column in SEAL_FIELDS:
-        value = get(column)
-        seal[element] = value if value is None or type(value) is str else _plain(value)  # sealed_at: text
+    try:
+        for element, column in SEAL_FIELDS:
+            value = get(column)
+            seal[element] = value if value is None or type(value) is str else _plain(value)  # sealed_at: text
+    except (_NeedsReference, TypeError, ValueError):
+        return canonical_bytes_reference(sealed_document(licence))
     return assembled_document_bytes(document, seal)
 
 
