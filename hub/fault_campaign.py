@@ -29,6 +29,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from hub.lineage import expand
+
 RUN_ID = "faults__2026-06-01T00:00:00+00:00"
 RUN_AT = dt.datetime(2026, 6, 1, 2, 0, tzinfo=dt.timezone.utc)
 # The next scheduled run, for trials whose crashed run is abandoned rather than retried (same calendar day).
@@ -110,7 +112,7 @@ def _plain(value: Any, cipher: Any, column: str) -> Any:
     if isinstance(value, (dt.date, dt.datetime, Decimal)):
         return str(value)
     if column == "lineage" and isinstance(value, (dict, str)):
-        lineage = json.loads(value) if isinstance(value, str) else value
+        lineage = expand(json.loads(value) if isinstance(value, str) else value)
         return {field: {k: v for k, v in (entry or {}).items() if k not in VOLATILE_LINEAGE} if isinstance(entry, dict) else entry
                 for field, entry in lineage.items()}
     if isinstance(value, str) and column in ("face_content", "content") and value[:1] in "{[":

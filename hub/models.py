@@ -24,6 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from hub.lineage import LineageJSON
+
 # Deterministic constraint and index names on every backend, so later migrations can address them
 # by name (SQLite batch mode needs named constraints to alter a table).
 NAMING_CONVENTION: dict[str, str] = {
@@ -87,7 +89,7 @@ class Provenance:
         sort_order=902, comment="枢纽获知时间（UTC，由采集批次给出，不取当前时间）"
     )
     lineage: Mapped[dict[str, Any] | None] = mapped_column(
-        sort_order=903, comment="字段级血缘（JSON）：每个字段取自哪个来源、批次、时间，或数据专员的人工修正"
+        LineageJSON, sort_order=903, comment="字段级血缘（JSON）：每个字段取自哪个来源、批次、时间，或数据专员的人工修正"
     )
 
 
@@ -510,7 +512,7 @@ class GoldenVersion(Base):
     tombstone: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false(), comment="是否为注销（墓碑）版本")
     record_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary, comment="标准记录（规范 JSON）密文（AES-GCM）")
     record_hash: Mapped[str] = mapped_column(sa.String(HMAC_HEX), comment="标准记录的 HMAC-SHA256（变化检测）")
-    lineage: Mapped[dict[str, Any] | None] = mapped_column(comment="字段级血缘（JSON）")
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(LineageJSON, comment="字段级血缘（JSON）")
     run_id: Mapped[str] = mapped_column(sa.String(128), comment="产生该版本的采集批次（人工修正为 override:<编号>）")
 
 

@@ -33,11 +33,19 @@ def chunks(values: list[Any], size: int = IN_CHUNK) -> Iterable[list[Any]]:
         yield values[start : start + size]
 
 
-def _copy_value(value: Any, column: sa.Column) -> Any:
-    """A Python value as psycopg's COPY writer takes it (JSON columns as JSON text)."""
-    if value is not None and isinstance(column.type, sa.JSON) and not isinstance(value, JsonText):
-        return json.dumps(value, ensure_ascii=False)
-    return value
+def _is_json(column: sa.Column) -> bool:
+    """A JSON column, or one whose type decorates JSON (the libraries' lineage)."""
+    kind = column.type.impl if isinstance(column.type, sa.TypeDecorator) else column.type
+    return isinstance(kind, sa.JSON)
+
+
+def _copy_value(value: Any, column: sa.Column, dialect: sa.Dialect) -> Any:
+    """A Python value as psycopg's COPY writer takes it (JSON columns as JSON text, through a decorator's own binding)."""
+    if value is None or isinstance(value, JsonText):
+        return value
+    if isinstance(column.type, sa.TypeDecorator):
+        value = column.type.process_bind_param(value, dialect)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _sqlite_processor(column: sa.Column, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
@@ -46,7 +54,7 @@ def _sqlite_processor(column: sa.Column, dialect: sa.Dialect) -> Callable[[Any],
     process = column.type.dialect_impl(dialect).bind_processor(dialect)
     if process is None:
         return None
-    if isinstance(column.type, sa.JSON):
+    if _is_json(column):
         return lambda value: value if isinstance(value, JsonText) else process(value)
     kind = column.type.impl if isinstance(column.type, sa.TypeDecorator) else column.type
     if isinstance(kind, (sa.DateTime, sa.Date)):
@@ -89,14 +97,14 @@ def insert_rows(connection: sa.Connection, table: sa.Table, rows: list[dict[str,
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
         statement = f"COPY {dialect.identifier_preparer.format_table(table)} ({quoted}) FROM STDIN"
-        json_positions = [k for k, c in enumerate(columns) if isinstance(c.type, sa.JSON)]
+        json_positions = [k for k, c in enumerate(columns) if _is_json(c)]
         driver = connection.connection.driver_connection  # same connection, same transaction as the caller's
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             write = copy.write_row
             for row in rows:
                 values = [row[n] for n in names]
                 for k in json_positions:
-                    values[k] = _copy_value(values[k], columns[k])
+                    values[k] = _copy_value(values[k], columns[k], dialect)
                 write(values)
         return len(rows)
     if dialect.name == "sqlite":
@@ -105,7 +113,7 @@ def insert_rows(connection: sa.Connection, table: sa.Table, rows: list[dict[str,
                      f"VALUES ({', '.join('?' * len(names))})")
         connection.exec_driver_sql(statement, _sqlite_params(rows, names, columns, dialect))
         return len(rows)
-    json_names = [c.name for c in columns if isinstance(c.type, sa.JSON)]
+    json_names = [c.name for c in columns if _is_json(c)]
     if json_names:
         rows = [{**row, **{n: json.loads(row[n]) for n in json_names if isinstance(row[n], JsonText)}} for row in rows]
     connection.execute(sa.insert(table), rows)

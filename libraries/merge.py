@@ -7,7 +7,7 @@ For one batch of claims from one source run:
    override of those subjects go through survivorship (libraries/survivorship.py);
 3. a golden record whose content (or the origin of a field) changed closes its current version
    (superseded_at, valid_to) and gets a new one (golden_version, encrypted), and its row in the library's current
-   table is rewritten with the lineage of every field; a subject whose every claim was withdrawn gets a tombstone
+   table is rewritten with the lineage of every field (stored compact: hub/lineage.py); a subject whose every claim was withdrawn gets a tombstone
    version and leaves the current table;
 4. disagreements between sources on a field become quality_conflict records (rule MERGE-<library>-<field>),
    resolved when the sources agree again; each open one is a warning defect of the source whose value lost, on its
@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.crypto import FieldCipher, get_cipher
+from hub.lineage import compact_text
 from hub.models import GoldenVersion, LibraryClaim, QualityConflict, StewardOverride
 from libraries.bulk import JsonText, chunks, delete_where_in, in_values, insert_rows, update_where_id
 from libraries.registry import get_library
@@ -265,7 +266,6 @@ def recompute(connection: sa.Connection, spec: LibrarySpec, keys: list[str], *, 
         records: dict[str, tuple[dict[str, Any], JsonText]] = {}
         gone: list[str] = []
         conflicts: dict[str, list[dict[str, Any]]] = {}
-        lineage_texts: dict[int, tuple[dict[str, Any], str]] = {}  # lineage entries serialised in this part
         for key in part:
             now = current.get(key)
             claims = live.get(key)
@@ -280,7 +280,7 @@ def recompute(connection: sa.Connection, spec: LibrarySpec, keys: list[str], *, 
             digest = _record_hash(cipher, survivor, record_text)
             if now is not None and not now.tombstone and now.record_hash == digest:
                 continue
-            lineage = _lineage_text(survivor.lineage, lineage_texts)
+            lineage = JsonText(compact_text(survivor.lineage))
             new_versions.append(_version_row(spec, cipher, key, now, survivor, at, run_id, digest, lineage))
             new_keys.append(key)
             record_texts.append(record_text)
@@ -366,25 +366,6 @@ def _record_hash(cipher: FieldCipher, survivor: Survivor, record_text: str | Non
 
 
 _ORIGINS: dict[tuple[tuple[str, str], ...], str] = {}  # field -> origin pairs (few patterns recur) -> canonical JSON
-
-
-def _lineage_text(lineage: dict[str, dict[str, Any]], done: dict[int, tuple[dict[str, Any], str]]) -> JsonText:
-    """The lineage as the engine's JSON serialiser writes it (json.dumps, ensure_ascii=False), each entry serialised
-    once however many fields share it (done: entry id -> (entry, its JSON); holding the entry keeps its id unique)."""
-    parts = []
-    for name, line in lineage.items():
-        found = done.get(id(line))
-        if found is None:
-            found = done[id(line)] = (line, _JSON.encode(line))
-        label = _LABELS.get(name)
-        if label is None:
-            label = _LABELS[name] = _JSON.encode(name) + ": "
-        parts.append(label + found[1])
-    return JsonText("{" + ", ".join(parts) + "}")
-
-
-_LABELS: dict[str, str] = {}  # field name -> its JSON key and separator
-_JSON = json.JSONEncoder(ensure_ascii=False)  # = json.dumps(value, ensure_ascii=False), the engines' JSON serialiser
 
 
 def _version_row(spec: LibrarySpec, cipher: FieldCipher, key: str, now: _Current | None, survivor: Survivor | None,

@@ -165,8 +165,8 @@ class Lineage:
         self.rows += len(batch["source_id"])
         self.runs.update(zip(batch["source_id"], batch["run_id"]))
         for text in set(batch.get("lineage") or ()):
-            value = _json(text)
-            for entry in (value or {}).values() if isinstance(value, dict) else ():
+            value = _json(text)  # per field (a dict) or compact (a list of entries): hub/lineage.py
+            for entry in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
                 if isinstance(entry, dict) and entry.get("ruleset_version"):
                     self.rulesets.add(str(entry["ruleset_version"]))
 
@@ -189,7 +189,9 @@ def lineage_summary(rows: list[dict[str, Any]], library: str) -> dict[str, Any]:
 def read_lineage(engine: sa.Engine, query: sa.Select, library: str) -> dict[str, Any]:
     """lineage_summary of the rows a query reads, computed by the database: (source, run) counts with GROUP BY, the
     ruleset versions from the field lineage with the JSON functions of SQLite and PostgreSQL (other databases: the
-    lineage texts streamed in batches). The lineage (about 2 KB a row) never crosses into Python row by row."""
+    lineage texts streamed in batches). The lineage never crosses into Python row by row. Both stored forms (per
+    field and compact, hub/lineage.py) are read: SQLite's json_each walks either; PostgreSQL's takes the objects and
+    json_array_elements the arrays."""
     t = query.get_final_froms()[0]
     where = query.whereclause if query.whereclause is not None else sa.true()
     summary = Lineage(library)
@@ -199,19 +201,21 @@ def read_lineage(engine: sa.Engine, query: sa.Select, library: str) -> dict[str,
         summary.rows = sum(n for _, _, n in runs)
         summary.runs.update({(s, r): n for s, r, n in runs})
         dialect = engine.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                entries = sa.func.json_each(t.c.lineage).table_valued("value", "type", name="entry")
-                version = sa.func.json_extract(entries.c.value, "$.ruleset_version")
-                scope = sa.and_(where, entries.c.type == "object")
-            else:
-                entries = sa.func.json_each(t.c.lineage).table_valued("value", name="entry")
-                version = entries.c.value.op("->>")("ruleset_version")
-                scope = sa.and_(where, sa.func.json_typeof(t.c.lineage) == "object",
-                                sa.func.json_typeof(entries.c.value) == "object")
-            found = connection.execute(sa.select(version).select_from(t).join(entries, sa.true()).where(scope)
-                                       .distinct()).scalars().all()
+        if dialect == "sqlite":  # json_each walks objects (per field) and arrays (compact) alike
+            entries = sa.func.json_each(t.c.lineage).table_valued("value", "type", name="entry")
+            version = sa.func.json_extract(entries.c.value, "$.ruleset_version")
+            found = connection.execute(sa.select(version).select_from(t).join(entries, sa.true())
+                                       .where(where, entries.c.type == "object").distinct()).scalars().all()
             summary.rulesets.update(str(v) for v in found if v)
+            return summary.summary()
+        if dialect == "postgresql":  # json_each takes objects only: arrays go through json_array_elements
+            for kind, each in (("object", sa.func.json_each), ("array", sa.func.json_array_elements)):
+                entries = each(t.c.lineage).table_valued("value", name="entry")
+                version = entries.c.value.op("->>")("ruleset_version")
+                scope = sa.and_(where, sa.func.json_typeof(t.c.lineage) == kind, sa.func.json_typeof(entries.c.value) == "object")
+                found = connection.execute(sa.select(version).select_from(t).join(entries, sa.true()).where(scope)
+                                           .distinct()).scalars().all()
+                summary.rulesets.update(str(v) for v in found if v)
             return summary.summary()
     for b in _batches(engine, sa.select(t.c.source_id, t.c.run_id, _text(t.c.lineage)).where(where)):
         summary.add({"source_id": [], "run_id": [], "lineage": b["lineage"]})
