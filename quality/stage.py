@@ -133,8 +133,8 @@ def check_run(engine: sa.Engine, settings: Settings, run: SourceRun, references:
     rows_path = stage_run(settings.staging_dir, run)
     table = read_rows(rows_path)
     cipher = get_cipher()
+    known = store.KnownKeys(engine, run.source_id, cipher.index_hash_many)
     with engine.connect() as connection:
-        known = store.KnownKeys(connection, run.source_id, cipher.index_hash_many)
         waived = store.waivers(connection, run.source_id)
     context = RuleContext(run.source_id, run.run_id, reference_date_of(run_time), catalogue, references, known, waived)
     evaluation = evaluate(table, context)

@@ -262,25 +262,49 @@ def record_conflicts(connection: sa.Connection, *, source_id: str, run_id: str, 
 
 
 class KnownKeys:
-    """Natural keys earlier runs of a source sent (as HMACs), to find duplicates across runs."""
+    """Natural keys earlier runs of a source sent (as HMACs), to find duplicates across runs.
 
-    def __init__(self, connection: sa.Connection, source_id: str, hasher: Any) -> None:
-        table = QualityNaturalKey.__table__
+    Only the keys of the batch being checked are looked up (by the unique index on source and hash), so a 1 % run
+    reads its own few thousand keys, not the million its source sent before. When the batch is about as large as
+    what is stored (a full reload), one scan of the source's keys is cheaper than the lookups and is used instead.
+    """
+
+    def __init__(self, engine: sa.Engine, source_id: str, hasher: Any) -> None:
+        self.engine = engine
         self.source_id = source_id
         self.hasher = hasher
-        self.first = {r.key_hash: r.source_key for r in connection.execute(
-            sa.select(table.c.key_hash, table.c.source_key).where(table.c.source_id == source_id))}
+        self.first: dict[str, str] = {}  # key hash → source key that first sent it (for the batch's hashes)
         self._hashes: np.ndarray | None = None
 
     def hashes(self, keys: pa.Array, complete: np.ndarray) -> np.ndarray:
-        """HMAC of each complete key (None elsewhere), computed once per batch."""
+        """HMAC of each complete key (None elsewhere), computed once per batch; their earlier senders looked up."""
         if self._hashes is None or len(self._hashes) != len(keys):
             out = np.full(len(keys), None, dtype=object)
             rows = np.flatnonzero(complete)
             if len(rows):
                 out[rows] = self.hasher(keys.take(pa.array(rows)).to_pylist())
             self._hashes = out
+            self.first = self._lookup({h for h in out[rows]})
         return self._hashes
+
+    def _lookup(self, hashes: set[str]) -> dict[str, str]:
+        """Earlier senders of the given hashes: by the index in chunks, or one scan when the batch is large."""
+        table = QualityNaturalKey.__table__
+        mine = table.c.source_id == self.source_id
+        if not hashes:
+            return {}
+        with self.engine.connect() as connection:
+            stored = connection.execute(sa.select(sa.func.count()).select_from(table).where(mine)).scalar_one()
+            if stored == 0:
+                return {}
+            if stored <= 4 * len(hashes):
+                return {r.key_hash: r.source_key for r in connection.execute(
+                    sa.select(table.c.key_hash, table.c.source_key).where(mine)) if r.key_hash in hashes}
+            found = {}
+            for chunk in _chunks(sorted(hashes)):
+                found.update((r.key_hash, r.source_key) for r in connection.execute(
+                    sa.select(table.c.key_hash, table.c.source_key).where(mine, table.c.key_hash.in_(chunk))))
+            return found
 
     def first_keys(self, keys: pa.Array, complete: np.ndarray) -> np.ndarray:
         """The source key that first sent each row's natural key in an earlier run (None if none did)."""
