@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -67,9 +68,22 @@ class Lookup:
 
     def positions(self, keys: np.ndarray | pa.Array) -> np.ndarray:
         """Index of each key in the lookup, -1 where unknown."""
+        if isinstance(keys, pa.ChunkedArray):
+            keys = keys.combine_chunks()
         wanted = keys if isinstance(keys, pa.Array) else pa.array(np.asarray(keys).astype(str), pa.string())
+        index = self._text_index
+        if index is not None and (pa.types.is_string(wanted.type) or pa.types.is_large_string(wanted.type)):
+            text = pd.array(pc.cast(wanted, pa.string()), dtype="string[pyarrow]")
+            return np.asarray(index.get_indexer(text), dtype=np.int64)
         found = pc.index_in(wanted, value_set=self.keys)
         return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    @cached_property
+    def _text_index(self) -> pd.Index | None:
+        """A hash index over the keys, built once (None if a key repeats): pc.index_in would hash all of them again
+        on every call, 0.27 s a call against 1 M persons, and a stage asks per rule, field and run."""
+        index = pd.Index(pd.array(pc.cast(self.keys, pa.string()), dtype="string[pyarrow]"))
+        return index if index.is_unique else None
 
     @cached_property
     def _sorted_codes(self) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +98,6 @@ class Lookup:
     @cached_property
     def _code_index(self):
         """A hashed pandas index over the keys' int64 codes (None if two keys share a code)."""
-        import pandas as pd
-
         sorted_codes, order = self._sorted_codes
         codes = np.empty_like(sorted_codes)
         codes[order] = sorted_codes  # position i holds key i's code

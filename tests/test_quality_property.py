@@ -6,6 +6,7 @@ import datetime as dt
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -114,3 +115,31 @@ def test_duplicates_count_repeated_keys_of_distinct_records(batch) -> None:
     again = _evaluate(population(batch))
     assert again.verdict.tolist() == evaluation.verdict.tolist()  # deterministic
     assert set(evaluation.verdict.tolist()) <= {LOAD, QUARANTINE, MERGE}
+
+
+KEY_TEXT = st.one_of(st.none(), st.just(""), st.text(alphabet="0123456789Xx张王 ", max_size=4))
+
+
+@given(st.lists(KEY_TEXT, max_size=30), st.lists(KEY_TEXT, max_size=30), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_lookup_positions_agree_with_arrow_index_in(keys, wanted, as_numpy) -> None:
+    """The cached hash index finds what pc.index_in finds (first row of a key; blank, missing, unknown → -1),
+    for Arrow and NumPy input, built keys or keys given as they are (repeats fall back to index_in)."""
+    from quality.references import Lookup
+
+    def expected(lookup: Lookup, query: pa.Array) -> list[int]:
+        return pc.fill_null(pc.index_in(query, value_set=lookup.keys), -1).to_pylist()
+
+    text = pa.array(keys, pa.string())
+    built = Lookup.build([(text, text, "s", text)])
+    raw = Lookup(text, text, text, text, pa.nulls(len(text), pa.string()))
+    query = pa.array(wanted, pa.string())
+    for lookup in (built, raw):
+        if as_numpy:
+            plain = [w if w is not None else "None" for w in wanted]
+            got = lookup.positions(np.array(plain, dtype=object))
+            assert got.tolist() == expected(lookup, pa.array(plain, pa.string()))
+        else:
+            assert lookup.positions(query).tolist() == expected(lookup, query)
+            assert lookup.positions(pa.chunked_array([query], pa.string())).tolist() == expected(lookup, query)
+        assert lookup.contains(query).tolist() == [p >= 0 for p in expected(lookup, query)]
