@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -214,10 +214,52 @@ def decide(score: float | None, runner_up: float | None, cfg: Settings) -> str:
 # (companies). The golden columns used are clear text in both tables.
 # ---------------------------------------------------------------------------------------------------------
 
-class Index:
-    """The golden records of one library, bucketed for blocking."""
+def _memo(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """convert, computed once per distinct (hashable) value."""
+    done: dict[Any, Any] = {}
 
-    def __init__(self, engine: sa.Engine, library: str) -> None:
+    def once(value: Any) -> Any:
+        try:
+            return done[value]
+        except KeyError:
+            done[value] = result = convert(value)
+            return result
+        except TypeError:  # unhashable: not memoised
+            return convert(value)
+    return once
+
+
+class _Records:
+    """Golden records by position, as dicts made on first use (a 1 % run looks at a few thousand of a million)."""
+
+    def __init__(self, fields: list[str], rows: list[tuple[Any, ...]]) -> None:
+        self.fields = fields
+        self.rows = rows
+        self._made: dict[int, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        made = self._made.get(i)
+        if made is None:
+            made = self._made[i] = dict(zip(self.fields, self.rows[i]))
+        return made
+
+    def column(self, name: str) -> list[Any]:
+        """One column of every record."""
+        at = self.fields.index(name)
+        return [row[at] for row in self.rows]
+
+
+class Index:
+    """The golden records of one library, bucketed for blocking.
+
+    Given the rows to be linked, only the buckets those rows can reach are kept; the golden blocking values are
+    normalised once per distinct value (names and dates repeat), not once per record.
+    """
+
+    def __init__(self, engine: sa.Engine, library: str, rows: list[dict[str, Any]] | None = None) -> None:
         """Read the clear blocking columns of the library's current table."""
         self.library = library
         if library == "population":
@@ -227,11 +269,28 @@ class Index:
             t = LegalEntity.__table__
             query = sa.select(t.c.uscc.label("key"), t.c.name, t.c.address, t.c.region_code)
         with engine.connect() as connection:
-            self.records = [dict(r._mapping) for r in connection.execute(query)]
+            result = connection.execute(query)
+            fields = list(result.keys())
+            self.records = _Records(fields, [tuple(r) for r in result])
+        wanted = None if rows is None else {b for r in rows for b in self._buckets_of(r, golden=False)}
         self.buckets: dict[tuple[str, Any], list[int]] = defaultdict(list)
-        for i, r in enumerate(self.records):
-            for bucket in self._buckets_of(r, golden=True):
-                self.buckets[bucket].append(i)
+        for i, buckets in enumerate(self._golden_buckets()):
+            for bucket in buckets:
+                if wanted is None or bucket in wanted:
+                    self.buckets[bucket].append(i)
+
+    def _golden_buckets(self) -> Iterator[list[tuple[str, Any]]]:
+        """Blocking keys of every golden record in order (what _buckets_of(golden=True) gives, memoised per value)."""
+        person = self.library == "population"
+        first, second = self.records.column("name"), self.records.column("birth_date" if person else "region_code")
+        name_of = _memo(clean_text if person else company_name)
+        other_of = _memo(as_date if person else clean_text)
+        for name_value, other_value in zip(first, second):
+            name, other = name_of(name_value), other_of(other_value)
+            out = [("name", name)] if name else []
+            if other is not None and other != "":
+                out.append(("birth" if person else "region", other))
+            yield out
 
     def _buckets_of(self, r: dict[str, Any], golden: bool) -> list[tuple[str, Any]]:
         """Blocking keys of a golden record or of a quarantined row."""
@@ -263,7 +322,7 @@ class Index:
     @functools.cached_property
     def company_texts(self) -> list[tuple[str, str]]:
         """(core name, address text) of every golden company, prepared once for the bounded search."""
-        return [(company_name(r.get("name")), address_text(r.get("address"))) for r in self.records]
+        return [(company_name(n), address_text(a)) for n, a in zip(self.records.column("name"), self.records.column("address"))]
 
 
 def top_two_companies(record: dict[str, Any], index: Index, ids: list[int], cfg: Settings) -> list[tuple[float, str, dict]]:
@@ -428,12 +487,12 @@ def link_pending(library: str, engine: sa.Engine | None = None, now: dt.datetime
     counts = {"linked": 0, "review": 0, "no_match": 0, "merged": 0}
     if not rows:
         return counts
-    index = Index(engine, library)
-    cipher = get_cipher()
+    records = [json.loads(payload) for payload in get_cipher().decrypt_many([r.row_enc for r in rows])]
+    index = Index(engine, library, records)
     linked: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     with engine.begin() as connection:
-        for row, payload in zip(rows, cipher.decrypt_many([r.row_enc for r in rows])):
-            decision = best_match(json.loads(payload), index, cfg)
+        for row, record in zip(rows, records):
+            decision = best_match(record, index, cfg)
             record_decision(connection, library, row, decision, now)
             counts[decision["status"]] += 1
             if decision["status"] == "linked":

@@ -127,6 +127,23 @@ def _quarantine_counts(engine: sa.Engine) -> dict[str, int]:
         return dict(connection.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all())
 
 
+def test_index_pruned_to_the_rows_decides_as_the_full_index(loaded) -> None:
+    """An Index given the rows to link keeps only the buckets they reach: every decision equals the full index's."""
+    import json
+
+    from hub.crypto import get_cipher
+
+    for library in linkage.LIBRARIES:
+        cfg = linkage.settings(library)
+        rows = linkage.candidates_for_linkage(loaded, library, cfg)
+        records = [json.loads(p) for p in get_cipher().decrypt_many([r.row_enc for r in rows])]
+        assert records, library
+        full, pruned = linkage.Index(loaded, library), linkage.Index(loaded, library, records)
+        assert set(pruned.buckets) < set(full.buckets)
+        assert all(pruned.buckets[b] == full.buckets[b] for b in pruned.buckets)
+        assert [linkage.best_match(r, pruned, cfg) for r in records] == [linkage.best_match(r, full, cfg) for r in records]
+
+
 def test_planted_cases_precision_recall_and_review(loaded, small_world) -> None:
     engine = loaded
     truth = pq.read_table(small_world / "linkage_truth.parquet")
