@@ -237,9 +237,6 @@ class _Records:
         self.rows = rows
         self._made: dict[int, dict[str, Any]] = {}
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     def __getitem__(self, i: int) -> dict[str, Any]:
         made = self._made.get(i)
         if made is None:
@@ -272,7 +269,7 @@ class Index:
             result = connection.execute(query)
             fields = list(result.keys())
             self.records = _Records(fields, [tuple(r) for r in result])
-        wanted = None if rows is None else {b for r in rows for b in self._buckets_of(r, golden=False)}
+        wanted = None if rows is None else {b for r in rows for b in self._row_buckets(r)}
         self.buckets: dict[tuple[str, Any], list[int]] = defaultdict(list)
         for i, buckets in enumerate(self._golden_buckets()):
             for bucket in buckets:
@@ -280,7 +277,8 @@ class Index:
                     self.buckets[bucket].append(i)
 
     def _golden_buckets(self) -> Iterator[list[tuple[str, Any]]]:
-        """Blocking keys of every golden record in order (what _buckets_of(golden=True) gives, memoised per value)."""
+        """Blocking keys of every golden record in order: name and birth date (persons) or core name and region
+        (companies), each distinct value normalised once."""
         person = self.library == "population"
         first, second = self.records.column("name"), self.records.column("birth_date" if person else "region_code")
         name_of = _memo(clean_text if person else company_name)
@@ -292,25 +290,25 @@ class Index:
                 out.append(("birth" if person else "region", other))
             yield out
 
-    def _buckets_of(self, r: dict[str, Any], golden: bool) -> list[tuple[str, Any]]:
-        """Blocking keys of a golden record or of a quarantined row."""
+    def _row_buckets(self, r: dict[str, Any]) -> list[tuple[str, Any]]:
+        """Blocking keys of a quarantined row (the golden records' keys, plus a birth date read month/day swapped)."""
         if self.library == "population":
             name = clean_text(r.get("name"))
             birth = as_date(r.get("birth_date"))
             out = [("name", name)] if name else []
             if birth is not None:
                 out.append(("birth", birth))
-                if not golden and birth.day <= 12 and birth.day != birth.month:  # month/day transposed
+                if birth.day <= 12 and birth.day != birth.month:  # month/day transposed
                     out.append(("birth", birth.replace(month=birth.day, day=birth.month)))
             return out
-        name = company_name(r.get("name") if golden else r.get("entity_name"))
-        region = clean_text(r.get("region_code") if golden else r.get("registration_region"))
+        name = company_name(r.get("entity_name"))
+        region = clean_text(r.get("registration_region"))
         return [b for b in (("name", name), ("region", region)) if b[1]]
 
     def candidate_ids(self, record: dict[str, Any]) -> list[int]:
         """Positions of the golden records sharing a blocking key with the row, in first-seen order."""
         seen: dict[int, None] = {}
-        for bucket in self._buckets_of(record, golden=False):
+        for bucket in self._row_buckets(record):
             for i in self.buckets.get(bucket, ()):
                 seen[i] = None
         return list(seen)
