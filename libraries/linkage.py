@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -214,21 +214,6 @@ def decide(score: float | None, runner_up: float | None, cfg: Settings) -> str:
 # (companies). The golden columns used are clear text in both tables.
 # ---------------------------------------------------------------------------------------------------------
 
-def _memo(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """convert, computed once per distinct (hashable) value."""
-    done: dict[Any, Any] = {}
-
-    def once(value: Any) -> Any:
-        try:
-            return done[value]
-        except KeyError:
-            done[value] = result = convert(value)
-            return result
-        except TypeError:  # unhashable: not memoised
-            return convert(value)
-    return once
-
-
 class _Records:
     """Golden records by position, as dicts made on first use (a 1 % run looks at a few thousand of a million)."""
 
@@ -281,8 +266,8 @@ class Index:
         (companies), each distinct value normalised once."""
         person = self.library == "population"
         first, second = self.records.column("name"), self.records.column("birth_date" if person else "region_code")
-        name_of = _memo(clean_text if person else company_name)
-        other_of = _memo(as_date if person else clean_text)
+        name_of = functools.cache(clean_text if person else company_name)  # names, dates, regions repeat
+        other_of = functools.cache(as_date if person else clean_text)
         for name_value, other_value in zip(first, second):
             name, other = name_of(name_value), other_of(other_value)
             out = [("name", name)] if name else []
