@@ -244,8 +244,9 @@ def stage_release(argument: str, phase: str, root: Path) -> tuple[int, dict]:
     if out["failed"]:
         raise RuntimeError(f"发布失败 release failed: {out['failed']}")
     statuses = {r["dataset"]: r.get("status") for r in out["results"]}
+    seconds = {r["dataset"]: r["seconds"] for r in out["results"] if "seconds" in r}
     rows = sum(r.get("rows", 0) for r in out["results"] if r.get("status") == "published")
-    return rows, {"datasets": statuses}
+    return rows, {"datasets": statuses, "dataset_seconds": seconds}
 
 
 def stage_change(argument: str, phase: str, root: Path) -> tuple[int, dict]:
