@@ -9,7 +9,7 @@ arguments and in the merge DAGs' order (hub/dag_factory.py; hub.pipeline.MERGE_O
   libraries.load.load_pending (load_pending_landings), libraries.linkage.link_pending (population, legal entity)
   or licences.seal.seal_pending (licence);
 - catalogue: catalog.resources.refresh + catalog.lists.responsibility_list (built on demand, no DAG);
-- release: opendata.release.release for every dataset (release_opendata's tasks).
+- release: opendata.release.release for every dataset, one process per core (release_opendata's tasks run side by side).
 
 Airflow itself (dag.test, the scheduler) is not in the timed path: one process per stage is what gives a peak
 memory per stage; `hub run` measures the same code under dag.test(). Each child reports the stage's seconds
@@ -238,9 +238,10 @@ def stage_catalogue(argument: str, phase: str, root: Path) -> tuple[int, dict]:
 
 def stage_release(argument: str, phase: str, root: Path) -> tuple[int, dict]:
     """release_opendata's tasks: every open dataset de-identified, written, gated and signed (unchanged ones skipped)."""
+    from opendata.cli import default_workers
     from opendata.release import release
 
-    out = release(at=run_time())
+    out = release(at=run_time(), workers=default_workers())  # the DAG's tasks run side by side under Airflow
     if out["failed"]:
         raise RuntimeError(f"发布失败 release failed: {out['failed']}")
     statuses = {r["dataset"]: r.get("status") for r in out["results"]}

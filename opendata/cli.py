@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     build = commands.add_parser("release", help="生成发布（数据未变化则不产生新版本）build releases")
     build.add_argument("--dataset", action="append", metavar="ID", help="只发布该数据集（可重复；默认全部）")
+    build.add_argument("--workers", type=int, default=default_workers(), metavar="N",
+                       help=f"并行发布的进程数（默认 {default_workers()}，即 CPU 核数，至多 4）worker processes")
     build.set_defaults(handler=run_release)
 
     listing = commands.add_parser("list", help="列出开放目录及各数据集的版本 list the open catalogue")
@@ -48,14 +51,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.set_defaults(handler=run_verify)
 
 
+def default_workers() -> int:
+    """Worker processes of a release run: one per core, at most 4 (each holds one dataset's build in memory)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def run_release(args: argparse.Namespace) -> int:
-    """hub opendata release [--dataset ID]."""
+    """hub opendata release [--dataset ID] [--workers N]."""
     from hub.db import engine_for
     from opendata.datasets import DatasetError
     from opendata.release import release
 
+    if args.workers < 1:
+        raise HubError(f"--workers 须为正整数 must be at least 1, not {args.workers}")
     try:
-        out = release(args.dataset, engine=engine_for(args.url), data_root=_root(args), at=dt.datetime.now(dt.timezone.utc))
+        out = release(args.dataset, engine=engine_for(args.url), data_root=_root(args), at=dt.datetime.now(dt.timezone.utc),
+                      workers=args.workers)
     except DatasetError as error:
         raise HubError(str(error)) from None
     _print(out)

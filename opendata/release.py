@@ -23,8 +23,10 @@ import os
 import shutil
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from datetime import date, datetime, timezone
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
@@ -142,10 +144,18 @@ def _inputs_of(folder: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _remember_inputs(folder: Path, version: str, inputs: str | None) -> None:
-    """Record that `version` is what inputs `inputs` give (a cache beside the immutable versions, not part of one)."""
+def _remember_inputs(folder: Path, version: str, inputs: str | None, build_seconds: float) -> None:
+    """Record that `version` is what inputs `inputs` give (a cache beside the immutable versions, not part of one),
+    and how long building it took (what a parallel run orders its datasets by)."""
     if inputs is not None:
-        _replace_text(folder / INPUTS_FILE, json.dumps({"version": version, "inputs_sha256": inputs}) + "\n")
+        record = {"version": version, "inputs_sha256": inputs, "build_seconds": round(build_seconds, 3)}
+        _replace_text(folder / INPUTS_FILE, json.dumps(record) + "\n")
+
+
+def _last_build_seconds(folder: Path) -> float:
+    """How long the dataset's last build took (0 if never recorded)."""
+    seconds = _inputs_of(folder).get("build_seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) else 0.0
 
 
 @contextlib.contextmanager
@@ -238,7 +248,8 @@ def release_dataset(spec: DatasetSpec, *, engine: sa.Engine, data_root: Path, at
     with _locked(folder / ".lock"):
         previous = _repair_latest(data_root, spec.id, folder)
         inputs = inputs_fingerprint(spec, engine, as_of) if builder is None and spec.builder in INPUTS else None
-        if previous is not None and inputs is not None and _inputs_of(folder) == {"version": previous, "inputs_sha256": inputs}:
+        recorded = _inputs_of(folder)
+        if previous is not None and inputs is not None and (recorded.get("version"), recorded.get("inputs_sha256")) == (previous, inputs):
             rows = store.manifest(data_root, spec.id, previous)["rows"]["data"]
             return _unchanged(spec, previous, rows, started, "输入未变，未重新构建 inputs unchanged, not rebuilt")
         built = (builder or BUILDERS[spec.builder])(BuildContext(engine, spec, as_of))
@@ -251,7 +262,7 @@ def release_dataset(spec: DatasetSpec, *, engine: sa.Engine, data_root: Path, at
             content = content_hash(spec, built.fields, formats.write_chunks(temp / "data.json", formats.json_chunks(table)))
             if previous is not None and store.manifest(data_root, spec.id, previous).get("content_sha256") == content:
                 shutil.rmtree(temp, ignore_errors=True)
-                _remember_inputs(folder, previous, inputs)
+                _remember_inputs(folder, previous, inputs, time.perf_counter() - started)
                 return _unchanged(spec, previous, table.num_rows, started, "内容未变 content unchanged")
             _build_folder(temp, spec, engine, at, as_of, version, previous, built, table, content, names, folder, inputs)
             if final.exists():
@@ -264,7 +275,7 @@ def release_dataset(spec: DatasetSpec, *, engine: sa.Engine, data_root: Path, at
             raise
         fault_point("release.before_latest")  # the version is in place but LATEST still names the previous one
         _replace_text(folder / "LATEST", version + "\n")
-        _remember_inputs(folder, version, inputs)
+        _remember_inputs(folder, version, inputs, time.perf_counter() - started)
     fault_point("release.before_catalog")
     publish_keys(engine, data_root)
     write_catalog(data_root)
@@ -371,10 +382,12 @@ def write_catalog(data_root: Path) -> Path:
 
 
 def release(dataset_ids: list[str] | None = None, *, engine: sa.Engine | None = None, data_root: Path | None = None,
-            at: datetime) -> dict[str, Any]:
+            at: datetime, workers: int = 1) -> dict[str, Any]:
     """Release the open datasets (all, or the given ids); a gate failure of one does not stop the others.
 
-    Returns {results: [...], failed: [{dataset, error}]}; datasets the catalogue marks 不予开放 are skipped.
+    workers > 1: that many processes release datasets side by side (as release_opendata's tasks run under Airflow),
+    the ones whose last build took longest first. Returns {results: [...], failed: [{dataset, error}]}, in the
+    catalogue's order; datasets the catalogue marks 不予开放 are skipped.
     """
     from hub.db import engine_for
     from hub.settings import get_settings
@@ -382,33 +395,73 @@ def release(dataset_ids: list[str] | None = None, *, engine: sa.Engine | None = 
     engine = engine or engine_for()
     data_root = Path(data_root or get_settings().data_root)
     specs = [get_dataset(i) for i in dataset_ids] if dataset_ids else list(load_datasets().values())
-    cache: dict[str, NameIndex] = {}
-
-    def names() -> NameIndex:
-        """The person-name index, read once for all datasets of this run."""
-        if "names" not in cache:
-            cache["names"] = NameIndex.from_engine(engine)
-        return cache["names"]
-
-    results, failed = [], []
+    outcomes: dict[str, tuple[str, Any]] = {}
+    todo: list[DatasetSpec] = []
     for spec in specs:
         attribute = catalogue_open_attribute(spec)
         if attribute == NOT_OPEN:
-            results.append({"dataset": spec.id, "status": "not_open", "open_attribute": attribute})
-            continue
-        if attribute != spec.open_attribute:
-            spec = replace(spec, open_attribute=attribute)
-        try:
-            results.append(release_dataset(spec, engine=engine, data_root=data_root, at=at, names=names))
+            outcomes[spec.id] = ("result", {"dataset": spec.id, "status": "not_open", "open_attribute": attribute})
+        else:
+            todo.append(spec if attribute == spec.open_attribute else replace(spec, open_attribute=attribute))
+    if workers > 1 and len(todo) > 1:
+        outcomes |= _release_in_workers(todo, engine, data_root, at, workers)
+    else:
+        names = _names_once(engine)
+        for spec in todo:
+            outcomes[spec.id] = _release_caught(spec, engine, data_root, at, names)
             fault_point("release.between_datasets")
-        except (PrivacyGateError, ReleaseError) as error:
-            log.error("%s", error)
-            failed.append({"dataset": spec.id, "error": str(error)})
+    results = [outcomes[s.id][1] for s in specs if outcomes[s.id][0] == "result"]
+    failed = [{"dataset": s.id, "error": outcomes[s.id][1]} for s in specs if outcomes[s.id][0] == "failed"]
     # A run that died between a dataset's LATEST and catalog.json finds it "unchanged": bring the catalogue up to date.
     if results:
         publish_keys(engine, data_root)
         write_catalog(data_root)
     return {"results": results, "failed": failed}
+
+
+def _names_once(engine: sa.Engine) -> Callable[[], NameIndex]:
+    """The person-name index, read on first use and then kept for every dataset of the run."""
+    cache: dict[str, NameIndex] = {}
+
+    def names() -> NameIndex:
+        if "names" not in cache:
+            cache["names"] = NameIndex.from_engine(engine)
+        return cache["names"]
+
+    return names
+
+
+def _release_caught(spec: DatasetSpec, engine: sa.Engine, data_root: Path, at: datetime,
+                    names: Callable[[], NameIndex]) -> tuple[str, Any]:
+    """("result", release_dataset's result), or ("failed", message) for a gate or release error (logged)."""
+    try:
+        return "result", release_dataset(spec, engine=engine, data_root=data_root, at=at, names=names)
+    except (PrivacyGateError, ReleaseError) as error:
+        log.error("%s", error)
+        return "failed", str(error)
+
+
+def _release_in_workers(specs: list[DatasetSpec], engine: sa.Engine, data_root: Path, at: datetime,
+                        workers: int) -> dict[str, tuple[str, Any]]:
+    """Release the datasets in `workers` spawned processes (each its own engine and name index), longest first so
+    the last dataset to start is a short one. Each dataset is still built, gated and renamed under its own lock."""
+    url = engine.url.render_as_string(hide_password=False)
+    order = sorted(specs, key=lambda spec: -_last_build_seconds(store.opendata_dir(data_root) / spec.id))
+    with ProcessPoolExecutor(max_workers=min(workers, len(specs)), mp_context=get_context("spawn")) as pool:
+        futures = {spec.id: pool.submit(_release_in_worker, url, spec, data_root, at) for spec in order}
+        return {dataset: future.result() for dataset, future in futures.items()}
+
+
+_WORKER_NAMES: dict[str, Callable[[], NameIndex]] = {}  # per worker process and database: the name index of its run
+
+
+def _release_in_worker(url: str, spec: DatasetSpec, data_root: Path, at: datetime) -> tuple[str, Any]:
+    """One dataset's release inside a worker process."""
+    from hub.db import engine_for
+
+    engine = engine_for(url)
+    names = _WORKER_NAMES.setdefault(url, _names_once(engine))
+    return _release_caught(spec, engine, data_root, at, names)
 
 
 __all__ = ["ReleaseError", "content_hash", "inputs_fingerprint", "next_version", "publish_keys", "release", "release_dataset",

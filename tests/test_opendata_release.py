@@ -376,6 +376,42 @@ def test_aggregate_diff_is_by_cell(library) -> None:
                                          for c in read_rows(root, "population-statistics")] if key[1] != "75-79")
 
 
+def test_parallel_release_publishes_the_same_files_as_one_process(library) -> None:
+    """Two worker processes (as release_opendata's tasks run side by side) publish byte-identical releases."""
+    engine, root = library
+    one = release(engine=engine, data_root=root / "one", at=AT)
+    two = release(engine=engine, data_root=root / "two", at=AT, workers=2)
+    assert one["failed"] == two["failed"] == []
+    assert [r["dataset"] for r in two["results"]] == [r["dataset"] for r in one["results"]] == all_ids()
+    for dataset_id in all_ids():
+        first, second = (store.opendata_dir(root / side) / dataset_id / "2026-12-01.1" for side in ("one", "two"))
+        files = sorted(p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(second).as_posix() for p in second.rglob("*") if p.is_file())
+        for name in files:
+            assert (first / name).read_bytes() == (second / name).read_bytes(), (dataset_id, name)
+        assert store.verify_release(root / "two", dataset_id)["ok"]
+        recorded = json.loads((store.opendata_dir(root / "two") / dataset_id / ".inputs.json").read_text())
+        assert recorded["version"] == "2026-12-01.1" and recorded["build_seconds"] > 0
+    catalog = json.loads((store.opendata_dir(root / "two") / "catalog.json").read_text(encoding="utf-8"))["datasets"]
+    assert {d["id"] for d in catalog} == set(all_ids())
+    again = release(engine=engine, data_root=root / "two", at=AT + timedelta(hours=1), workers=2)
+    assert {r["status"] for r in again["results"]} == {"unchanged"}
+
+
+def test_parallel_release_reports_a_workers_gate_failure_and_publishes_the_rest(library) -> None:
+    """A privacy-gate failure inside a worker fails that dataset only, with the gate's message."""
+    engine, root = library
+    with engine.begin() as connection:  # an ID number typed into a registration field: the real builder copies it
+        connection.execute(sa.update(LegalEntity.__table__).where(LegalEntity.__table__.c.uscc == COMPANY)
+                           .values(business_scope=f"经营者身份证 {PERSONS[2]['id_number']}"))
+    out = release(engine=engine, data_root=root, at=AT, workers=2)
+    assert [f["dataset"] for f in out["failed"]] == ["legal-entity-registry"]
+    assert "resident_id" in out["failed"][0]["error"] and PERSONS[2]["id_number"] not in out["failed"][0]["error"]
+    assert {r["dataset"] for r in out["results"]} == set(all_ids()) - {"legal-entity-registry"}
+    assert all(r["status"] == "published" for r in out["results"])
+    assert store.list_versions(root, "legal-entity-registry") == []
+
+
 def test_not_open_dataset_is_skipped(library, monkeypatch) -> None:
     engine, root = library
     import opendata.release as module

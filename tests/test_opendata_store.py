@@ -97,3 +97,6 @@ def test_cli_release_list_verify(library, capsys, monkeypatch) -> None:
     capsys.readouterr()
     assert main([*args, "verify", "no-such-dataset"]) == 1
     assert main([*args, "release", "--dataset", "no-such-dataset"]) == 1
+    capsys.readouterr()
+    assert main([*args, "release", "--workers", "0"]) == 1
+    assert "--workers" in capsys.readouterr().err
