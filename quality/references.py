@@ -193,6 +193,19 @@ def needed_sources() -> list[str]:
     return anchor_sources("population") + anchor_sources("legal_entity") + ([registrations] if registrations else [])
 
 
+def needed_columns() -> dict[str, set[str]]:
+    """Per source of needed_sources(), the staged columns the lookups read (`_source_key` comes with every read)."""
+    columns: dict[str, set[str]] = {}
+    for source_id in anchor_sources("population"):
+        columns.setdefault(source_id, set()).update({"resident_id", "name"})
+    for source_id in anchor_sources("legal_entity"):
+        columns.setdefault(source_id, set()).update({"uscc", "entity_name"})
+    params = registration_params()
+    if params.get("source"):
+        columns.setdefault(params["source"], set()).update({params["kind"], params["date"], *params["people"]})
+    return columns
+
+
 def _resident_ids(values: pa.Array, today: dt.date) -> pa.Array:
     """Normalised 18-digit resident IDs ('' where invalid)."""
     check = identifiers.check_resident_ids(values, today=today)

@@ -32,7 +32,7 @@ from quality import store
 from quality.catalogue import load_catalogue, ruleset_version
 from quality.engine import MERGE, QUARANTINE, Evaluation, evaluate
 from quality.frame import RuleContext
-from quality.references import References, build_references, needed_sources
+from quality.references import References, build_references, needed_columns, needed_sources
 from quality.staging import current_rows, read_rows, stage_run, write_verdict
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,12 @@ def unchecked_runs(engine: sa.Engine, library: str) -> list[SourceRun]:
 
 
 def load_references(engine: sa.Engine, settings: Settings, reference_date: dt.date) -> References:
-    """References from the staged rows of every anchor source the hub has landed (staging them if needed)."""
+    """References from the staged rows of every anchor source the hub has landed (staging them if needed): only the
+    columns the lookups read, so a stage holds a few columns of each anchor source, not the whole source."""
     tables = {}
+    columns = needed_columns()
     for source_id in needed_sources():
-        table = current_rows(engine, settings.staging_dir, source_id)
+        table = current_rows(engine, settings.staging_dir, source_id, columns[source_id])
         if table is not None:
             tables[source_id] = table
     return build_references(tables, reference_date)

@@ -9,6 +9,7 @@ Writes go through a temporary file and a rename, so a crash never leaves a half-
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,12 @@ def stage_run(staging_root: Path, run: SourceRun) -> Path:
     return path
 
 
-def read_rows(path: Path) -> pa.Table:
-    """The staged rows of one run."""
-    return pq.read_table(path)
+def read_rows(path: Path, columns: Collection[str] | None = None) -> pa.Table:
+    """The staged rows of one run: every column, or only those of `columns` the run has (and `_source_key`)."""
+    if columns is None:
+        return pq.read_table(path)
+    wanted = set(columns) | {"_source_key"}
+    return pq.read_table(path, columns=[name for name in pq.read_schema(path).names if name in wanted])
 
 
 def write_verdict(path: Path, verdict: np.ndarray, source_keys: np.ndarray) -> Path:
@@ -88,13 +92,15 @@ def landed_runs(engine: sa.Engine, source_id: str) -> list[SourceRun]:
         return list(session.scalars(query))
 
 
-def current_rows(engine: sa.Engine, staging_root: Path, source_id: str) -> pa.Table | None:
-    """The source as the hub knows it: every staged run, the latest version of each record (None if never landed)."""
+def current_rows(engine: sa.Engine, staging_root: Path, source_id: str,
+                 columns: Collection[str] | None = None) -> pa.Table | None:
+    """The source as the hub knows it: every staged run, the latest version of each record (None if never landed);
+    columns: only these (and `_source_key`), which is what keeps the references small at province scale."""
     parts = []
     for run in landed_runs(engine, source_id):
         if run.rows_extracted == 0:
             continue
-        parts.append(read_rows(stage_run(staging_root, run)))
+        parts.append(read_rows(stage_run(staging_root, run), columns))
     if not parts:
         return None
     table = pa.concat_tables(parts, promote_options="permissive")

@@ -198,7 +198,7 @@ def test_uscc_failing_only_its_check_character_loads_with_a_warning() -> None:
     assert evaluation.verdict.tolist()[:2] == [LOAD, LOAD] and evaluation.verdict[2] == QUARANTINE
 
 
-def _references() -> object:
+def _anchor_tables() -> dict[str, pa.Table]:
     """Anchors: one person in 公安, one company in 市场监管, one marriage in 民政."""
     gongan = population([person(name="張 偉")])  # traditional characters and a stray space are not a conflict
     entities = pa.table({"uscc": [uscc(1)], "entity_name": ["武汉甲公司"], "_source_key": ["7"]})
@@ -208,7 +208,29 @@ def _references() -> object:
     from schemas.normalize import simplified
 
     gongan = gongan.set_column(gongan.column_names.index("name"), "name", simplified(gongan.column("name").combine_chunks())[0])
-    return build_references({"gongan_hjrk": gongan, "scjg_qydj": entities, "minzheng_hydj": marriages}, REFERENCE)
+    return {"gongan_hjrk": gongan, "scjg_qydj": entities, "minzheng_hydj": marriages}
+
+
+def _references() -> object:
+    return build_references(_anchor_tables(), REFERENCE)
+
+
+def test_references_from_the_needed_columns_equal_those_from_whole_sources() -> None:
+    """The quality stage reads only needed_columns() of the anchor sources: every lookup must come out the same."""
+    from quality.references import needed_columns, needed_sources
+
+    tables = _anchor_tables()
+    needed = needed_columns()
+    assert set(needed) == set(needed_sources()) >= set(tables)
+    projected = {source: table.select([c for c in table.column_names if c in needed[source] | {"_source_key"}])
+                 for source, table in tables.items()}
+    assert projected["gongan_hjrk"].num_columns < tables["gongan_hjrk"].num_columns
+    whole, small = build_references(tables, REFERENCE), build_references(projected, REFERENCE)
+    assert whole.ready == small.ready == {"persons", "entities", "registrations"}
+    for name in ("persons", "entities", "registrations"):
+        a, b = getattr(whole, name), getattr(small, name)
+        assert len(a) >= 1
+        assert [a.keys, a.values, a.source_ids, a.source_keys, a.details] == [b.keys, b.values, b.source_ids, b.source_keys, b.details]
 
 
 def test_cross_source_comparison_names_both_sources_and_values() -> None:
