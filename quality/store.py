@@ -79,13 +79,29 @@ def _existing_defects(connection: sa.Connection, source_id: str, keys: list[str]
     return found
 
 
-def _open_defects(connection: sa.Connection, source_id: str, rule_ids: set[str] | None = None) -> list[Any]:
-    """Open defects of a source (of some rules only, if given)."""
-    table = QualityDefect.__table__
-    query = sa.select(table).where(table.c.source_id == source_id, table.c.status == "open")
-    if rule_ids is not None:
-        query = query.where(table.c.rule_id.in_(sorted(rule_ids)))
-    return list(connection.execute(query))
+SCAN_FROM = 4  # a source with at most this many stored rows per key asked for is read whole instead (a full reload)
+
+
+def rows_of_keys(connection: sa.Connection, table: sa.Table, source_id: str, keys: set[Any],
+                 columns: list[Any] | None = None) -> list[Any]:
+    """A source's rows whose source_key is one of `keys`: looked up in chunks by the table's (source_id, source_key, …)
+    index, so a 1 % run reads its own records' rows rather than everything its source ever had; when the source has
+    few rows for the keys asked (at most SCAN_FROM per key: a full reload), one scan of the source is cheaper."""
+    texts = sorted(k for k in keys if isinstance(k, str))  # source_key is text: nothing else can match
+    if not texts:
+        return []
+    selected = sa.select(*(columns or [table])).where(table.c.source_id == source_id)
+    stored = connection.execute(sa.select(sa.func.count()).select_from(table).where(table.c.source_id == source_id)).scalar_one()
+    if stored <= SCAN_FROM * len(texts):
+        wanted = set(texts)
+        return [row for row in connection.execute(selected) if row.source_key in wanted]
+    return [row for chunk in _chunks(texts) for row in connection.execute(selected.where(table.c.source_key.in_(chunk)))]
+
+
+def _open_defects(connection: sa.Connection, source_id: str, keys: set[Any], rule_ids: set[str] | None = None) -> list[Any]:
+    """Open defects of a source's records with these keys (of some rules only, if given)."""
+    return [row for row in rows_of_keys(connection, QualityDefect.__table__, source_id, keys)
+            if row.status == "open" and (rule_ids is None or row.rule_id in rule_ids)]
 
 
 def _active_ticket(connection: sa.Connection, department: str, source_id: str, rule_id: str, rule: RuleInfo,
@@ -180,10 +196,9 @@ def record_defects(connection: sa.Connection, *, source_id: str, department: str
             refreshed += 1
     for chunk in _chunks(inserts):
         connection.execute(sa.insert(table), chunk)
-    seen = set(seen_keys)
     resolved = []
-    for row in _open_defects(connection, source_id, checked_rules):
-        if row.source_key in seen and (row.source_key, row.rule_id) not in by_key:
+    for row in _open_defects(connection, source_id, set(seen_keys), checked_rules):
+        if (row.source_key, row.rule_id) not in by_key:
             resolved.append(row.id)
             if row.ticket_id is not None:
                 touched_tickets.add(row.ticket_id)
@@ -228,12 +243,12 @@ def record_quarantine(connection: sa.Connection, *, source_id: str, library: str
     quarantined: dicts with source_key, subject_key, row_enc, rule_ids, reasons.
     """
     table = QuarantinedRow.__table__
-    held = {r.source_key for r in connection.execute(sa.select(table.c.source_key).where(
-        table.c.source_id == source_id, table.c.status.in_(("quarantined", "release_pending"))))}
+    passed = set(passed_keys.tolist())
+    released = sorted(r.source_key for r in rows_of_keys(connection, table, source_id, passed, [table.c.source_key, table.c.status])
+                      if r.status in ("quarantined", "release_pending"))
     rows = [{"source_id": source_id, "run_id": run_id, "library": library, "status": "quarantined", "quarantined_at": at,
              "released_at": None, "released_run_id": None, **q} for q in quarantined]
     upsert(connection, table, rows, ["source_id", "source_key"])
-    released = sorted(held & set(passed_keys.tolist()))
     for chunk in _chunks(released):
         connection.execute(sa.update(table).where(table.c.source_id == source_id, table.c.source_key.in_(chunk))
                            .values(status="released", released_at=at, released_run_id=run_id))
@@ -249,8 +264,10 @@ def record_conflicts(connection: sa.Connection, *, source_id: str, run_id: str, 
     """Store this run's conflicts; conflicts of re-sent records that now agree become resolved."""
     table = QualityConflict.__table__
     current = {(c["source_key"], c["rule_id"]) for c in conflicts}
-    first = {(r.source_key, r.rule_id): r.first_run_id for r in connection.execute(
-        sa.select(table.c.source_key, table.c.rule_id, table.c.first_run_id).where(table.c.source_id == source_id))}
+    # only the run's records can agree again or carry a first run: their earlier conflicts are all that is read
+    asked = set(seen_keys) | {key for key, _ in current}
+    first = {(r.source_key, r.rule_id): r.first_run_id for r in rows_of_keys(
+        connection, table, source_id, asked, [table.c.source_key, table.c.rule_id, table.c.first_run_id])}
     rows = [{"source_id": source_id, "status": "open", "last_run_id": run_id,
              "first_run_id": first.get((c["source_key"], c["rule_id"]), run_id), **c} for c in conflicts]
     upsert(connection, table, rows, ["source_id", "source_key", "rule_id"])

@@ -24,8 +24,17 @@ GOOD_LI = rid("19881111", 31)
 BAD_LI = GOOD_LI[:-1] + ("0" if GOOD_LI[-1] != "0" else "1")
 
 
+@pytest.fixture(params=["lookup", "scan"])
+def key_reads(request, monkeypatch) -> str:
+    """How the stage reads a source's earlier defects, conflicts and held rows: by the run's keys, or one scan."""
+    from quality import store
+
+    monkeypatch.setattr(store, "SCAN_FROM", 0 if request.param == "lookup" else 10**9)
+    return request.param
+
+
 @pytest.fixture
-def gongan(tmp_path, monkeypatch, hub_settings, hub_db_url):
+def gongan(tmp_path, monkeypatch, hub_settings, hub_db_url, key_reads):
     """A 公安 source with two clean people, a bad check character, a bad ethnicity code and a duplicate; a fresh hub DB."""
     monkeypatch.setenv("HUB_DATABASE_URL", hub_db_url)
     from hub.settings import get_settings

@@ -14,7 +14,7 @@ from hub.models import QualityRun
 from hub.settings import get_settings
 from quality import gx_suite
 from quality.stage import check_pending, docs_dir
-from test_quality_feedback import gongan  # noqa: F401 - the fixture: a 公安 source and a fresh hub DB (SQLite, PostgreSQL)
+from test_quality_feedback import gongan, key_reads  # noqa: F401 - the fixtures: a 公安 source and a fresh hub DB (SQLite, PostgreSQL)
 from test_quality_rules import person, population, rid, run
 
 pytest.importorskip("great_expectations")

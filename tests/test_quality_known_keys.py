@@ -1,5 +1,6 @@
 """Duplicates across runs: KnownKeys finds the record that first sent a natural key, on SQLite and PostgreSQL,
-whether it looks the batch's keys up by the index (a small run against a large source) or scans (a full reload)."""
+whether it looks the batch's keys up by the index (a small run against a large source) or scans (a full reload);
+rows_of_keys does the same for a source's earlier defects, conflicts and held rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sqlalchemy as sa
 
 from hub.crypto import get_cipher
 from hub.db import engine_for, upgrade
-from hub.models import QualityNaturalKey
+from hub.models import QualityConflict, QualityNaturalKey
+from quality import store
 from quality.store import KnownKeys
 
 
@@ -47,3 +49,28 @@ def test_small_run_looks_up_its_keys_and_a_reload_scans(hub_settings, hub_db_url
     # another source's keys are not this source's
     other = KnownKeys(engine, "minzheng_hydj", get_cipher().index_hash_many)
     assert other.first_keys(pa.array(["k7"]), np.array([True])).tolist() == [None]
+
+
+def test_rows_of_keys_reads_the_same_rows_by_lookup_and_by_scan(hub_settings, hub_db_url, monkeypatch) -> None:
+    upgrade(hub_db_url)
+    engine = engine_for(hub_db_url)
+    table = QualityConflict.__table__
+    rows = [{"rule_id": f"R{r}", "field": "name", "subject_key": f"p{i}", "source_id": source, "source_key": f"k{i}", "value": "v",
+             "reference_source_id": "x", "reference_key": "y", "reference_value": "w", "status": "open",
+             "first_run_id": "run-1", "last_run_id": "run-1"}
+            for source in ("gongan_hjrk", "minzheng_hydj") for i in range(30) for r in range(2)]
+    with engine.begin() as connection:
+        connection.execute(sa.insert(table), rows)
+    asked = {"k1", "k7", "k29", "absent", None, 7}  # only text can be a source key
+
+    def read() -> list[tuple[str, str, str]]:
+        with engine.connect() as connection:
+            found = store.rows_of_keys(connection, table, "gongan_hjrk", asked, [table.c.source_id, table.c.source_key, table.c.rule_id])
+        return sorted(tuple(r) for r in found)
+
+    expected = sorted(("gongan_hjrk", f"k{i}", f"R{r}") for i in (1, 7, 29) for r in range(2))
+    assert read() == expected  # 60 stored > 4 × 4 keys: looked up
+    monkeypatch.setattr(store, "SCAN_FROM", 10**9)
+    assert read() == expected  # one scan, the same rows
+    with engine.connect() as connection:
+        assert store.rows_of_keys(connection, table, "gongan_hjrk", {None}) == []
