@@ -378,19 +378,17 @@ def candidates_for_linkage(engine: sa.Engine, library: str, cfg: Settings) -> li
     return [r for r in rows if set(r.rule_ids.split(",")) <= cfg.key_rules]
 
 
-def record_decision(connection: sa.Connection, library: str, row: Any, decision: dict[str, Any],
-                    now: dt.datetime, decided_by: str | None = None) -> None:
-    """Insert or replace the decision of one quarantined row."""
-    d = LinkageDecision.__table__
-    values = {"library": library, "source_id": row.source_id, "run_id": row.run_id, "source_key": row.source_key,
-              "candidate_key": decision["candidate_key"], "score": decision["score"],
-              "components": decision["components"], "status": decision["status"], "created_at": now,
-              "decided_by": decided_by, "decided_at": now if decided_by else None}
-    where = (d.c.library == library) & (d.c.source_id == row.source_id) & (d.c.source_key == row.source_key)
-    if connection.execute(sa.select(d.c.id).where(where)).first():
-        connection.execute(sa.update(d).where(where).values(**values))
-    else:
-        connection.execute(sa.insert(d).values(**values))
+def record_decisions(connection: sa.Connection, library: str, decided: list[tuple[Any, dict[str, Any]]],
+                     now: dt.datetime, decided_by: str | None = None) -> None:
+    """Insert or replace the decisions of quarantined rows (one per source record: the last given wins), in bulk."""
+    from quality.store import upsert
+
+    rows = {(row.source_id, row.source_key): {
+        "library": library, "source_id": row.source_id, "run_id": row.run_id, "source_key": row.source_key,
+        "candidate_key": decision["candidate_key"], "score": decision["score"], "components": decision["components"],
+        "status": decision["status"], "created_at": now, "decided_by": decided_by, "decided_at": now if decided_by else None}
+        for row, decision in decided}
+    upsert(connection, LinkageDecision.__table__, list(rows.values()), ["library", "source_id", "source_key"])
 
 
 def staged_rows(engine: sa.Engine, source_id: str, run_id: str, keys: list[str]) -> pa.Table:
@@ -473,13 +471,13 @@ def link_pending(library: str, engine: sa.Engine | None = None, now: dt.datetime
     records = [json.loads(payload) for payload in get_cipher().decrypt_many([r.row_enc for r in rows])]
     index = Index(engine, library, records)
     linked: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    decided = [(row, best_match(record, index, cfg)) for row, record in zip(rows, records)]
+    for row, decision in decided:
+        counts[decision["status"]] += 1
+        if decision["status"] == "linked":
+            linked[(row.source_id, row.run_id)][row.source_key] = decision["candidate_key"]
     with engine.begin() as connection:
-        for row, record in zip(rows, records):
-            decision = best_match(record, index, cfg)
-            record_decision(connection, library, row, decision, now)
-            counts[decision["status"]] += 1
-            if decision["status"] == "linked":
-                linked[(row.source_id, row.run_id)][row.source_key] = decision["candidate_key"]
+        record_decisions(connection, library, decided, now)
     for (source_id, run_id), keys in linked.items():
         counts["merged"] += merge_linked(engine, library, source_id, run_id, keys, now)
     return counts

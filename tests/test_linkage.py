@@ -226,3 +226,28 @@ def test_world_writes_linkage_truth(small_world) -> None:
     assert all(check_resident_ids(__import__("numpy").array(person_keys, dtype=object)).valid)
     description = json.loads((small_world / "world.json").read_text(encoding="utf-8"))
     assert description["linkage_truth"]["cases"] == len(truth)
+
+
+def test_decisions_are_written_in_bulk_and_a_new_decision_replaces_the_old(loaded) -> None:
+    """record_decisions upserts by (library, source, source key): a row decided again keeps one decision, the newest."""
+    from types import SimpleNamespace
+
+    from hub.models import LinkageDecision
+
+    engine, d = loaded, LinkageDecision.__table__
+    counts = linkage.link_pending("population", engine)
+    with engine.connect() as connection:
+        stored = connection.execute(sa.select(d).where(d.c.library == "population").order_by(d.c.id)).all()
+    assert len(stored) == counts["linked"] + counts["review"] + counts["no_match"] > 1
+    first, second = stored[0], stored[1]
+    row = SimpleNamespace(source_id=first.source_id, run_id=first.run_id, source_key=first.source_key)
+    again = {"candidate_key": "K-new", "score": 0.5, "components": {"name": 0.5}, "status": "review"}
+    later = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    with engine.begin() as connection:
+        linkage.record_decisions(connection, "population", [(row, {**again, "status": "no_match"}), (row, again)], later, "专员丙")
+    with engine.connect() as connection:
+        mine = connection.execute(sa.select(d).where(d.c.source_id == first.source_id, d.c.source_key == first.source_key)).all()
+        untouched = connection.execute(sa.select(d).where(d.c.id == second.id)).one()
+    assert len(mine) == 1 and mine[0].id == first.id
+    assert (mine[0].candidate_key, mine[0].status, mine[0].components, mine[0].decided_by) == ("K-new", "review", {"name": 0.5}, "专员丙")
+    assert untouched == second
