@@ -83,19 +83,21 @@ SCAN_FROM = 4  # a source with at most this many stored rows per key asked for i
 
 
 def rows_of_keys(connection: sa.Connection, table: sa.Table, source_id: str, keys: set[Any],
-                 columns: list[Any] | None = None) -> list[Any]:
-    """A source's rows whose source_key is one of `keys`: looked up in chunks by the table's (source_id, source_key, …)
-    index, so a 1 % run reads its own records' rows rather than everything its source ever had; when the source has
-    few rows for the keys asked (at most SCAN_FROM per key: a full reload), one scan of the source is cheaper."""
-    texts = sorted(k for k in keys if isinstance(k, str))  # source_key is text: nothing else can match
+                 columns: list[Any] | None = None, key: str = "source_key") -> list[Any]:
+    """A source's rows whose `key` column (its source record key by default) is one of `keys`: looked up in chunks by
+    the table's (source_id, key, …) index, so a 1 % run reads its own records' rows rather than everything its source
+    ever had; when the source has few rows for the keys asked (at most SCAN_FROM per key: a full reload), one scan of
+    the source is cheaper. `columns` must include the key column."""
+    texts = sorted(k for k in keys if isinstance(k, str))  # the key columns are text: nothing else can match
     if not texts:
         return []
-    selected = sa.select(*(columns or [table])).where(table.c.source_id == source_id)
-    stored = connection.execute(sa.select(sa.func.count()).select_from(table).where(table.c.source_id == source_id)).scalar_one()
+    mine = table.c.source_id == source_id
+    selected = sa.select(*(columns or [table])).where(mine)
+    stored = connection.execute(sa.select(sa.func.count()).select_from(table).where(mine)).scalar_one()
     if stored <= SCAN_FROM * len(texts):
         wanted = set(texts)
-        return [row for row in connection.execute(selected) if row.source_key in wanted]
-    return [row for chunk in _chunks(texts) for row in connection.execute(selected.where(table.c.source_key.in_(chunk)))]
+        return [row for row in connection.execute(selected) if getattr(row, key) in wanted]
+    return [row for chunk in _chunks(texts) for row in connection.execute(selected.where(table.c[key].in_(chunk)))]
 
 
 def _open_defects(connection: sa.Connection, source_id: str, keys: set[Any], rule_ids: set[str] | None = None) -> list[Any]:
@@ -307,21 +309,9 @@ class KnownKeys:
     def _lookup(self, hashes: set[str]) -> dict[str, str]:
         """Earlier senders of the given hashes: by the index in chunks, or one scan when the batch is large."""
         table = QualityNaturalKey.__table__
-        mine = table.c.source_id == self.source_id
-        if not hashes:
-            return {}
         with self.engine.connect() as connection:
-            stored = connection.execute(sa.select(sa.func.count()).select_from(table).where(mine)).scalar_one()
-            if stored == 0:
-                return {}
-            if stored <= 4 * len(hashes):
-                return {r.key_hash: r.source_key for r in connection.execute(
-                    sa.select(table.c.key_hash, table.c.source_key).where(mine)) if r.key_hash in hashes}
-            found = {}
-            for chunk in _chunks(sorted(hashes)):
-                found.update((r.key_hash, r.source_key) for r in connection.execute(
-                    sa.select(table.c.key_hash, table.c.source_key).where(mine, table.c.key_hash.in_(chunk))))
-            return found
+            return {r.key_hash: r.source_key for r in rows_of_keys(
+                connection, table, self.source_id, hashes, [table.c.key_hash, table.c.source_key], key="key_hash")}
 
     def first_keys(self, keys: pa.Array, complete: np.ndarray) -> np.ndarray:
         """The source key that first sent each row's natural key in an earlier run (None if none did)."""
