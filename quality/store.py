@@ -69,16 +69,6 @@ def upsert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]
 # Defects and tickets
 # ------------------------------------------------------------------------------------------------
 
-def _existing_defects(connection: sa.Connection, source_id: str, keys: list[str]) -> dict[tuple[str, str], Any]:
-    """(source_key, rule_id) → defect row, for the given record keys."""
-    found = {}
-    table = QualityDefect.__table__
-    for chunk in _chunks(sorted(set(keys))):
-        for row in connection.execute(sa.select(table).where(table.c.source_id == source_id, table.c.source_key.in_(chunk))):
-            found[(row.source_key, row.rule_id)] = row
-    return found
-
-
 SCAN_FROM = 4  # a source with at most this many stored rows per key asked for is read whole instead (a full reload)
 
 
@@ -98,12 +88,6 @@ def rows_of_keys(connection: sa.Connection, table: sa.Table, source_id: str, key
         wanted = set(texts)
         return [row for row in connection.execute(selected) if getattr(row, key) in wanted]
     return [row for chunk in _chunks(texts) for row in connection.execute(selected.where(table.c[key].in_(chunk)))]
-
-
-def _open_defects(connection: sa.Connection, source_id: str, keys: set[Any], rule_ids: set[str] | None = None) -> list[Any]:
-    """Open defects of a source's records with these keys (of some rules only, if given)."""
-    return [row for row in rows_of_keys(connection, QualityDefect.__table__, source_id, keys)
-            if row.status == "open" and (rule_ids is None or row.rule_id in rule_ids)]
 
 
 def _active_ticket(connection: sa.Connection, department: str, source_id: str, rule_id: str, rule: RuleInfo,
@@ -162,7 +146,11 @@ def record_defects(connection: sa.Connection, *, source_id: str, department: str
     """
     table = QualityDefect.__table__
     by_key = {(f.source_key, f.rule_id): f for f in findings}
-    existing = _existing_defects(connection, source_id, [f.source_key for f in findings])
+    seen = set(seen_keys)
+    # one read of the run's records' defects serves both steps: the loop below only writes defects of by_key,
+    # so the open defects it leaves to resolve are as read here
+    stored = rows_of_keys(connection, table, source_id, seen | {f.source_key for f in findings})
+    existing = {(row.source_key, row.rule_id): row for row in stored}
     touched_tickets: set[int] = set()
     inserts, opened, refreshed, reopened = [], 0, 0, 0
     ticket_of_rule: dict[str, int] = {}
@@ -199,8 +187,9 @@ def record_defects(connection: sa.Connection, *, source_id: str, department: str
     for chunk in _chunks(inserts):
         connection.execute(sa.insert(table), chunk)
     resolved = []
-    for row in _open_defects(connection, source_id, set(seen_keys), checked_rules):
-        if (row.source_key, row.rule_id) not in by_key:
+    for row in stored:
+        if (row.status == "open" and row.source_key in seen and (checked_rules is None or row.rule_id in checked_rules)
+                and (row.source_key, row.rule_id) not in by_key):
             resolved.append(row.id)
             if row.ticket_id is not None:
                 touched_tickets.add(row.ticket_id)
