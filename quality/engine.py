@@ -20,6 +20,8 @@ from quality.checks import CHECKS, SOURCE_LEVEL_CHECKS, Outcome
 from quality.frame import Frame, RuleContext
 
 LOAD, QUARANTINE, MERGE = 0, 1, 2
+BLOCK_ROWS = 100_000  # rows per block of the row-by-row rules: bounds what a batch's derived columns hold
+WHOLE_BATCH_CHECKS = frozenset({"duplicate"})  # checks that compare rows with each other see the whole batch
 VERDICTS = {LOAD: "load", QUARANTINE: "quarantine", MERGE: "merge"}
 
 FINDING_SCHEMA = pa.schema([
@@ -132,23 +134,72 @@ class Evaluation:
         return {rule.id: ~self.outcomes[rule.id].fail for rule in self.rules}
 
 
-def evaluate(table: pa.Table, context: RuleContext, rules: list[Rule] | None = None) -> Evaluation:
-    """Run the row-level rules of the context's catalogue that apply to this batch."""
+def evaluate(table: pa.Table, context: RuleContext, rules: list[Rule] | None = None,
+             block_rows: int = BLOCK_ROWS) -> Evaluation:
+    """Run the row-level rules of the context's catalogue that apply to this batch.
+
+    Rules that judge each row on its own run over blocks of at most block_rows rows, each with a frame of its
+    own, so the derived columns (identifier checks, texts) of one block at a time are held: memory follows the
+    block, not the run. Rules that compare rows with each other (duplicates) see the whole batch."""
     started = time.perf_counter()
     frame = Frame(table, context)
     chosen = rules if rules is not None else context.catalogue.rules_for(context.source_id, frame.columns)
     chosen = [rule for rule in chosen if rule.check not in SOURCE_LEVEL_CHECKS]
+    blocked = table.num_rows > block_rows
     outcomes: dict[str, Outcome] = {}
-    skipped: dict[str, str] = {}
     for rule in chosen:
-        outcome = CHECKS[rule.check](frame, rule)
-        if outcome.skipped:
-            skipped[rule.id] = outcome.skipped
-        outcomes[rule.id] = outcome
+        if not blocked or rule.check in WHOLE_BATCH_CHECKS:
+            outcomes[rule.id] = CHECKS[rule.check](frame, rule)
+    if blocked:
+        row_rules = [rule for rule in chosen if rule.check not in WHOLE_BATCH_CHECKS]
+        outcomes.update(_evaluate_in_blocks(table, context, row_rules, block_rows))
+    outcomes = {rule.id: outcomes[rule.id] for rule in chosen}  # the catalogue's order
+    skipped = {rule_id: outcome.skipped for rule_id, outcome in outcomes.items() if outcome.skipped}
     if context.waived:
         _apply_waivers(frame, outcomes, context.waived)
     _spare_deletions(table, outcomes)
     return Evaluation(frame, chosen, outcomes, time.perf_counter() - started, skipped)
+
+
+@dataclass
+class _Settled:
+    """One rule's outcome over one block, with the messages of its failing rows already made (it holds no frame)."""
+
+    fail: np.ndarray
+    texts: list[str]
+    skipped: str | None
+    conflicts: dict[str, np.ndarray]
+
+
+def _evaluate_in_blocks(table: pa.Table, context: RuleContext, rules: list[Rule], block_rows: int) -> dict[str, Outcome]:
+    """Row-by-row rules over consecutive blocks of the batch; each rule's outcome joined over the blocks, its
+    messages and conflict facts taken for the failing rows of each block before the block's frame is let go."""
+    parts: dict[str, list[_Settled]] = {rule.id: [] for rule in rules}
+    for start in range(0, table.num_rows, block_rows):
+        block = Frame(table.slice(start, block_rows), context)
+        for rule in rules:
+            outcome = CHECKS[rule.check](block, rule)
+            texts = outcome.messages(np.flatnonzero(outcome.fail))
+            parts[rule.id].append(_Settled(outcome.fail, texts, outcome.skipped, outcome.conflicts))
+    return {rule_id: _joined(found) for rule_id, found in parts.items()}
+
+
+def _joined(parts: list[_Settled]) -> Outcome:
+    """The settled outcomes of consecutive blocks as one outcome over the whole batch."""
+    fail = np.concatenate([part.fail for part in parts])
+    failing = np.flatnonzero(fail)
+    texts = np.asarray([text for part in parts for text in part.texts], dtype=object)
+
+    def messages(rows: np.ndarray) -> list[str]:
+        """The messages made for these failing rows (found by their place among the failing rows)."""
+        return texts[np.searchsorted(failing, rows)].tolist()
+
+    names = list(dict.fromkeys(name for part in parts for name in part.conflicts))
+    # a block that reported no facts (nothing to compare) has none for its failing rows either
+    conflicts = {name: np.concatenate([part.conflicts.get(name, np.full(int(part.fail.sum()), None, dtype=object))
+                                       for part in parts]) for name in names}
+    skipped = next((part.skipped for part in parts if part.skipped), None)
+    return Outcome(fail, messages, skipped, conflicts)
 
 
 def _spare_deletions(table: pa.Table, outcomes: dict[str, Outcome]) -> None:
