@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from connectors.registry import get_source, sources_for
@@ -30,7 +33,7 @@ from libraries.merge import merge_claims, withdrawals
 from libraries.registry import available, get_library
 from quality.engine import LOAD, MERGE, QUARANTINE
 from quality.stage import ConservationError
-from quality.staging import read_rows, read_verdict
+from quality.staging import iter_rows, read_rows, read_verdict
 
 BATCH_ROWS = 50_000
 log = logging.getLogger(__name__)
@@ -70,12 +73,12 @@ def _quality_run(engine: sa.Engine, run: SourceRun) -> QualityRun:
     return found
 
 
-def _merge_in_batches(engine: sa.Engine, library: str, table: pa.Table, run: SourceRun, ruleset_version: str | None) -> dict[str, int]:
+def _merge_in_batches(engine: sa.Engine, library: str, batches: Iterable[pa.Table], run: SourceRun,
+                      ruleset_version: str | None) -> dict[str, int]:
     """Turn staged rows into claims and merge them batch by batch (memory stays flat); returns the merge counts."""
     spec = get_library(library)
     totals: dict[str, int] = {}
-    for start in range(0, table.num_rows, BATCH_ROWS):
-        rows = table.slice(start, BATCH_ROWS)
+    for rows in batches:
         keys = [str(k) for k in rows.column("_source_key").to_pylist()]
         claims = spec.claims(rows, run.source_id)
         if len(claims.source_keys) != len(claims):  # an adapter that does not name source records: take them from the rows
@@ -94,19 +97,36 @@ def _merge_in_batches(engine: sa.Engine, library: str, table: pa.Table, run: Sou
     return totals
 
 
+def _rows_to_load(path: Path, verdict: np.ndarray) -> Iterator[pa.Table]:
+    """The staged rows whose verdict is load, streamed from the run's file in tables of exactly BATCH_ROWS rows (the
+    last one shorter): the merge's batches are those of the whole filtered run, whatever the file's row groups."""
+    waiting: list[pa.Table] = []
+    held = start = 0
+    for part in iter_rows(path, BATCH_ROWS):
+        kept = part.filter(pa.array(verdict[start:start + part.num_rows] == LOAD))
+        start += part.num_rows
+        waiting.append(kept)
+        held += kept.num_rows
+        while held >= BATCH_ROWS:
+            rows = pa.concat_tables(waiting)
+            yield rows.slice(0, BATCH_ROWS)
+            waiting, held = [rows.slice(BATCH_ROWS)], rows.num_rows - BATCH_ROWS
+    if held:
+        yield pa.concat_tables(waiting)
+
+
 def load_run(engine: sa.Engine, run: SourceRun) -> dict:
     """Load one checked run; marks it loaded with its counts. Rerunning a loaded run is a no-op (it is no longer pending)."""
     spec = get_source(run.source_id)
     checked = _quality_run(engine, run)
     path = Path(checked.staging_path)
-    table = read_rows(path)
     verdict = read_verdict(path)
-    if len(verdict) != table.num_rows:
-        raise ConservationError(f"{run.source_id}/{run.run_id}: 判定与暂存行数不符 verdicts ({len(verdict)}) ≠ staged rows ({table.num_rows})")
-    to_load = table.filter(pa.array(verdict == LOAD))
-    merged_counts = _merge_in_batches(engine, spec.library, to_load, run, checked.ruleset_version)
+    staged = pq.ParquetFile(path).metadata.num_rows
+    if len(verdict) != staged:
+        raise ConservationError(f"{run.source_id}/{run.run_id}: 判定与暂存行数不符 verdicts ({len(verdict)}) ≠ staged rows ({staged})")
+    merged_counts = _merge_in_batches(engine, spec.library, _rows_to_load(path, verdict), run, checked.ruleset_version)
     log.info("%s/%s merged: %s", run.source_id, run.run_id, merged_counts)
-    loaded, quarantined, merged = to_load.num_rows, int((verdict == QUARANTINE).sum()), int((verdict == MERGE).sum())
+    loaded, quarantined, merged = int((verdict == LOAD).sum()), int((verdict == QUARANTINE).sum()), int((verdict == MERGE).sum())
     if loaded + quarantined + merged != run.rows_extracted:
         raise ConservationError(
             f"{run.source_id}/{run.run_id}: 行数不守恒 rows not conserved: in {run.rows_extracted} != "
@@ -138,7 +158,8 @@ def load_released(engine: sa.Engine, library: str) -> int:
         staged = read_rows(Path(checked.staging_path))
         keys = pa.array([r.source_key for r in rows], pa.string())
         chosen = staged.filter(pc.is_in(staged.column("_source_key"), value_set=keys))
-        _merge_in_batches(engine, library, chosen, source_run, checked.ruleset_version)
+        batches = (chosen.slice(start, BATCH_ROWS) for start in range(0, chosen.num_rows, BATCH_ROWS))
+        _merge_in_batches(engine, library, batches, source_run, checked.ruleset_version)
         with engine.begin() as connection:
             connection.execute(sa.update(table).where(table.c.id.in_([r.id for r in rows])).values(
                 status="released", released_run_id=run_id))

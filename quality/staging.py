@@ -9,7 +9,7 @@ Writes go through a temporary file and a rename, so a crash never leaves a half-
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,8 @@ def _write_atomically(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a temporary name, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, temporary, compression="zstd")
+    # row groups of BATCH_ROWS: a reader can then stream a run group by group (libraries.load.load_run)
+    pq.write_table(table, temporary, compression="zstd", row_group_size=BATCH_ROWS)
     fault_point("staging.before_replace")
     temporary.replace(path)
 
@@ -70,6 +71,12 @@ def read_rows(path: Path, columns: Collection[str] | None = None) -> pa.Table:
         return pq.read_table(path)
     wanted = set(columns) | {"_source_key"}
     return pq.read_table(path, columns=[name for name in pq.read_schema(path).names if name in wanted])
+
+
+def iter_rows(path: Path, batch_rows: int) -> Iterator[pa.Table]:
+    """The staged rows of one run in consecutive tables of at most batch_rows rows, read row group by row group."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        yield pa.Table.from_batches([batch])
 
 
 def write_verdict(path: Path, verdict: np.ndarray, source_keys: np.ndarray) -> Path:
