@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 
+SQLITE_CACHE_KIB = 256 * 1024  # page cache of a SQLite connection writing a large batch (large_cache)
 IN_CHUNK = 5_000  # keys per IN (...) list: under SQLite's variable limit, small enough for PostgreSQL's planner
 
 
@@ -137,6 +139,24 @@ def update_where_id(connection: sa.Connection, table: sa.Table, rows: list[dict[
     return len(rows)
 
 
+@contextmanager
+def large_cache(connection: sa.Connection) -> Iterator[None]:
+    """SQLite: a page cache big enough for a batch's writes (the default 2 MB spills pages to the WAL long before
+    the commit, and random index inserts — HMAC keys — miss it); the connection's own setting again afterwards
+    (it goes back to the pool). Other databases: nothing to do."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+    connection.commit()  # ends SQLAlchemy's autobegun transaction (a PRAGMA opens none in SQLite)
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+        connection.commit()
+
+
 def in_values(connection: sa.Connection, column: sa.Column, values: list[Any]) -> sa.ColumnElement[bool]:
     """`column IN values` as one parameter: `= ANY(array)` on PostgreSQL, `IN (SELECT value FROM json_each(json))`
     on SQLite (both use the column's index); an expanding IN list elsewhere. Thousands of bound parameters cost
@@ -162,4 +182,4 @@ def delete_where_in(connection: sa.Connection, table: sa.Table, column: str, val
     return done
 
 
-__all__ = ["IN_CHUNK", "JsonText", "chunks", "delete_where_in", "in_values", "insert_rows", "json_text", "update_where_id"]
+__all__ = ["IN_CHUNK", "JsonText", "chunks", "delete_where_in", "in_values", "insert_rows", "json_text", "large_cache", "update_where_id"]

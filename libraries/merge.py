@@ -23,8 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Container, Iterator
-from contextlib import contextmanager
+from collections.abc import Container
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -36,7 +35,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from hub.crypto import FieldCipher, get_cipher
 from hub.lineage import compact_text
 from hub.models import GoldenVersion, LibraryClaim, QualityConflict, StewardOverride
-from libraries.bulk import JsonText, chunks, delete_where_in, in_values, insert_rows, update_where_id
+from libraries.bulk import JsonText, chunks, delete_where_in, in_values, insert_rows, large_cache, update_where_id
 from libraries.registry import get_library
 from libraries.spec import Claims, LibrarySpec
 from libraries.survivorship import ActiveOverride, LiveClaim, Survivor, canonical_value, survive
@@ -44,7 +43,6 @@ from libraries.survivorship import ActiveOverride, LiveClaim, Survivor, canonica
 UTC = dt.timezone.utc
 
 BATCH_KEYS = 50_000
-SQLITE_CACHE_KIB = 256 * 1024  # page cache of a merging SQLite connection
 TOMBSTONE_HASH_INPUT = "tombstone"
 CLAIMS = LibraryClaim.__table__
 VERSIONS = GoldenVersion.__table__
@@ -117,7 +115,7 @@ def merge_claims(engine: sa.Engine, library: str, claims: Claims, *, source_id: 
     counts = {"claims": len(claims), "claims_changed": 0, "claims_unchanged": 0, "keys_touched": 0, "versions": 0,
               "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
     for batch in chunks(list(last.values()), BATCH_KEYS):
-        with engine.connect() as connection, _large_cache(connection), connection.begin():
+        with engine.connect() as connection, large_cache(connection), connection.begin():
             touched, fresh, withdrawn = _store_claims(connection, spec, cipher, claims, batch, source_keys, subjects,
                                                       source_id=source_id, run_id=run_id, extracted_at=extracted_at,
                                                       ruleset_version=ruleset_version)
@@ -128,23 +126,6 @@ def merge_claims(engine: sa.Engine, library: str, claims: Claims, *, source_id: 
         for name, value in result.items():
             counts[name] += value
     return counts
-
-
-@contextmanager
-def _large_cache(connection: sa.Connection) -> Iterator[None]:
-    """SQLite: a page cache big enough for a batch's writes while merging (the default 2 MB spills pages to the WAL
-    long before the commit); the connection's own setting again afterwards (it goes back to the pool)."""
-    if connection.dialect.name != "sqlite":
-        yield
-        return
-    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
-    connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-    connection.commit()  # ends SQLAlchemy's autobegun transaction (a PRAGMA opens none in SQLite)
-    try:
-        yield
-    finally:
-        connection.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
-        connection.commit()
 
 
 def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, claims: Claims, batch: list[int],

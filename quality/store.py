@@ -269,6 +269,9 @@ def record_conflicts(connection: sa.Connection, *, source_id: str, run_id: str, 
     return {"conflicts": len(rows), "conflicts_resolved": len(agreeing)}
 
 
+RECORD_CHUNK = 50_000  # natural keys per bulk insert (the driver's executemany on SQLite, COPY on PostgreSQL)
+
+
 class KnownKeys:
     """Natural keys earlier runs of a source sent (as HMACs), to find duplicates across runs.
 
@@ -311,15 +314,19 @@ class KnownKeys:
         """Remember the natural keys first sent in this run (rows in keep that carry a complete key)."""
         if self._hashes is None:
             return 0
-        rows = []
+        from libraries.bulk import insert_rows
+
+        rows: list[dict[str, str]] = []
         seen: set[str] = set()
+        done = 0
         for h, key in zip(self._hashes[keep], source_keys[keep]):
             if h is not None and h not in self.first and h not in seen:
                 seen.add(h)
                 rows.append({"source_id": self.source_id, "key_hash": h, "source_key": str(key), "first_run_id": run_id})
-        for chunk in _chunks(rows, 2000):
-            connection.execute(sa.insert(QualityNaturalKey.__table__), chunk)
-        return len(rows)
+                if len(rows) == RECORD_CHUNK:  # a full run's million keys are written in chunks, not held as rows
+                    done += insert_rows(connection, QualityNaturalKey.__table__, rows)
+                    rows = []
+        return done + insert_rows(connection, QualityNaturalKey.__table__, rows)
 
 
 def group_findings(findings: pa.Table) -> list[Finding]:

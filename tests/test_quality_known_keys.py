@@ -31,6 +31,7 @@ def _earlier(engine: sa.Engine, keys: list[str | None]) -> list[str | None]:
 
 def test_small_run_looks_up_its_keys_and_a_reload_scans(hub_settings, hub_db_url, monkeypatch) -> None:
     monkeypatch.setenv("HUB_DATABASE_URL", hub_db_url)
+    monkeypatch.setattr(store, "RECORD_CHUNK", 7)  # the 40 first keys go in 6 chunks
     upgrade(hub_db_url)
     engine = engine_for(hub_db_url)
     first = [f"k{i}" for i in range(40)]
