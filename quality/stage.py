@@ -28,7 +28,6 @@ from hub.db import engine_for
 from hub.faults import fault_point
 from hub.models import QualityRun, SourceRun
 from hub.settings import Settings, get_settings
-from libraries.bulk import large_cache
 from quality import store
 from quality.catalogue import load_catalogue, ruleset_version
 from quality.engine import MERGE, QUARANTINE, Evaluation, evaluate
@@ -157,8 +156,7 @@ def check_run(engine: sa.Engine, settings: Settings, run: SourceRun, references:
     write_verdict(rows_path, evaluation.verdict, evaluation.frame.source_keys())
     write_quarantine_file(settings, run, evaluation)
     fault_point("quality.before_record")  # files written, run not recorded: a rerun checks it again
-    # a full run writes a million natural keys (random HMACs into a unique index): SQLite needs the larger cache
-    with engine.connect() as connection, large_cache(connection), connection.begin():
+    with engine.begin() as connection:
         outcome = record_run(connection, run, spec.library, spec.department_code, evaluation, run_time, rows_path, gx, known)
     rule_counts = {r.id: int(evaluation.fail(r.id).sum()) for r in evaluation.rules if evaluation.fail(r.id).any()}
     return {**counts, **outcome, "score": outcome.pop("score"), "rule_counts": rule_counts,
