@@ -9,8 +9,10 @@ Writes go through a temporary file and a rename, so a crash never leaves a half-
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -52,15 +54,18 @@ def stage_run(staging_root: Path, run: SourceRun) -> Path:
     spec = get_source(run.source_id)
     if not run.landing_path or not Path(run.landing_path).exists():
         raise FileNotFoundError(f"{run.source_id}/{run.run_id}: 落地文件不存在 landing file missing: {run.landing_path}")
-    parts = [standardise(batch, spec, run.run_id) for batch in pq.ParquetFile(run.landing_path).iter_batches(batch_size=BATCH_ROWS)]
-    if parts:
-        table = pa.concat_tables(parts, promote_options="permissive")
-    else:  # an empty landing (e.g. no new file) may not even carry the source's columns: standardise an empty batch
-        empty = pq.read_schema(run.landing_path).empty_table()
-        for name in spec.primary_key:
-            if name not in empty.column_names:
-                empty = empty.append_column(name, pa.array([], pa.string()))
-        table = standardise(empty, spec, run.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".spool-", dir=path.parent) as spool:
+        parts = _standardise_to_spool(Path(run.landing_path), spec, run.run_id, Path(spool))
+        if parts:
+            _write_parts_atomically(parts, path)
+            return path
+    # an empty landing (e.g. no new file) may not even carry the source's columns: standardise an empty batch
+    empty = pq.read_schema(run.landing_path).empty_table()
+    for name in spec.primary_key:
+        if name not in empty.column_names:
+            empty = empty.append_column(name, pa.array([], pa.string()))
+    table = standardise(empty, spec, run.run_id)
     _write_atomically(table, path)
     return path
 
@@ -71,6 +76,35 @@ def read_rows(path: Path, columns: Collection[str] | None = None) -> pa.Table:
         return pq.read_table(path)
     wanted = set(columns) | {"_source_key"}
     return pq.read_table(path, columns=[name for name in pq.read_schema(path).names if name in wanted])
+
+
+def _standardise_to_spool(landing: Path, spec: Any, run_id: str, spool: Path) -> list[Path]:
+    """Each landed batch standardised and spooled to a file of its own, so a run is never held whole."""
+    parts = []
+    for n, batch in enumerate(pq.ParquetFile(landing).iter_batches(batch_size=BATCH_ROWS)):
+        parts.append(spool / f"{n:06d}.parquet")
+        pq.write_table(standardise(batch, spec, run_id), parts[-1], compression="lz4")
+    return parts
+
+
+def _write_parts_atomically(parts: list[Path], path: Path) -> None:
+    """The spooled batches as one file of row groups, in one schema (a column all null in one batch and text in
+    another is text: Arrow's permissive promotion, as concatenating the batches would give)."""
+    schema = pa.unify_schemas([pq.read_schema(part) for part in parts], promote_options="permissive")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+        for part in parts:
+            table = pq.read_table(part)
+            writer.write_table(pa.table([_as_type(table, field) for field in schema], schema=schema), row_group_size=BATCH_ROWS)
+    fault_point("staging.before_replace")
+    temporary.replace(path)
+
+
+def _as_type(table: pa.Table, field: pa.Field) -> pa.ChunkedArray:
+    """A column of the table in the field's type (all nulls where the table lacks it)."""
+    if field.name not in table.column_names:
+        return pa.chunked_array([pa.nulls(table.num_rows, field.type)], field.type)
+    return table.column(field.name).cast(field.type)
 
 
 def iter_rows(path: Path, batch_rows: int) -> Iterator[pa.Table]:
