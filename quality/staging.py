@@ -113,6 +113,20 @@ def iter_rows(path: Path, batch_rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch])
 
 
+def take_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """table.take(rows) for rows in increasing order, record batch by record batch: Arrow's take first joins a
+    chunked column into one array, which for a staged run (a chunk per row group) copies every column whole."""
+    rows = np.asarray(rows, dtype=np.int64)
+    parts = []
+    start = 0
+    for batch in table.to_batches():
+        low, high = np.searchsorted(rows, [start, start + batch.num_rows])
+        if high > low:
+            parts.append(batch.take(pa.array(rows[low:high] - start)))
+        start += batch.num_rows
+    return pa.Table.from_batches(parts, schema=table.schema)
+
+
 def write_verdict(path: Path, verdict: np.ndarray, source_keys: np.ndarray) -> Path:
     """Store each row's verdict next to its staged rows."""
     target = path.with_name(VERDICT_FILE)

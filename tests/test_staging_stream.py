@@ -5,8 +5,11 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.registry import get_source
 from quality import staging
@@ -51,3 +54,15 @@ def test_parts_in_one_schema_as_concatenation_gives(tmp_path) -> None:
     target = tmp_path / "rows.parquet"
     staging._write_parts_atomically(files, target)
     assert pq.read_table(target).equals(pa.concat_tables(parts, promote_options="permissive"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(chunks=st.lists(st.integers(0, 7), min_size=1, max_size=6), data=st.data())
+def test_take_rows_equals_take(chunks, data) -> None:
+    tables = [pa.table({"k": pa.array([f"r{n}-{i}" for i in range(size)], pa.string()), "v": pa.array(range(size), pa.int64())})
+              for n, size in enumerate(chunks)]
+    table = pa.concat_tables(tables)
+    rows = sorted(data.draw(st.sets(st.integers(0, max(table.num_rows - 1, 0)), max_size=table.num_rows)) if table.num_rows else [])
+    taken = staging.take_rows(table, np.array(rows, dtype=np.int64))
+    assert taken.to_pylist() == table.take(pa.array(rows, pa.int64())).to_pylist()
+    assert taken.schema.equals(table.schema)
