@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,21 @@ def run_dir(staging_root: Path, source_id: str, run_id: str) -> Path:
     return staging_root / source_id / f"run={safe_run_id(run_id)}"
 
 
-def _write_atomically(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file under a temporary name, then rename it into place."""
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary name to write the file under; renamed into place once the writing succeeded."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # row groups of BATCH_ROWS: a reader can then stream a run group by group (libraries.load.load_run)
-    pq.write_table(table, temporary, compression="zstd", row_group_size=BATCH_ROWS)
+    yield temporary
     fault_point("staging.before_replace")
     temporary.replace(path)
+
+
+def _write_atomically(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temporary name, then rename it into place."""
+    with _replacing(path) as temporary:
+        # row groups of BATCH_ROWS: a reader can then stream a run group by group (libraries.load.load_run)
+        pq.write_table(table, temporary, compression="zstd", row_group_size=BATCH_ROWS)
 
 
 def stage_run(staging_root: Path, run: SourceRun) -> Path:
@@ -91,13 +99,10 @@ def _write_parts_atomically(parts: list[Path], path: Path) -> None:
     """The spooled batches as one file of row groups, in one schema (a column all null in one batch and text in
     another is text: Arrow's permissive promotion, as concatenating the batches would give)."""
     schema = pa.unify_schemas([pq.read_schema(part) for part in parts], promote_options="permissive")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+    with _replacing(path) as temporary, pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
         for part in parts:
             table = pq.read_table(part)
             writer.write_table(pa.table([_as_type(table, field) for field in schema], schema=schema), row_group_size=BATCH_ROWS)
-    fault_point("staging.before_replace")
-    temporary.replace(path)
 
 
 def _as_type(table: pa.Table, field: pa.Field) -> pa.ChunkedArray:

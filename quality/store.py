@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.models import (QualityConflict, QualityDefect, QualityNaturalKey, QualityTicket, QualityTicketEvent,
                         QuarantinedRow)
+from libraries.bulk import insert_rows
 
 CHUNK = 500  # keys per IN (…) query and rows per insert statement
 ACTIVE_TICKET = ("open", "acknowledged", "corrected", "disputed")
@@ -314,8 +315,6 @@ class KnownKeys:
         """Remember the natural keys first sent in this run (rows in keep that carry a complete key)."""
         if self._hashes is None:
             return 0
-        from libraries.bulk import insert_rows
-
         chosen: dict[str, str] = {}  # hash → the first kept row's source key
         for h, key in zip(self._hashes[keep], source_keys[keep]):
             if h is not None and h not in self.first and h not in chosen:
