@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 import yaml
 
@@ -393,15 +392,14 @@ def record_decisions(connection: sa.Connection, library: str, decided: list[tupl
 
 def staged_rows(engine: sa.Engine, source_id: str, run_id: str, keys: list[str]) -> pa.Table:
     """The staged (standardised) rows of one run with these source keys."""
-    from quality.staging import read_rows
+    from quality.staging import rows_with_keys
 
     with sa.orm.Session(engine) as session:
         checked = session.scalars(sa.select(QualityRun).where(QualityRun.source_id == source_id,
                                                               QualityRun.run_id == run_id)).first()
     if checked is None:
         raise RuntimeError(f"{source_id}/{run_id}: 尚未经过质量检查 not checked by the quality stage")
-    table = read_rows(Path(checked.staging_path))
-    return table.filter(pc.is_in(table.column("_source_key"), value_set=pa.array(keys, pa.string())))
+    return rows_with_keys(Path(checked.staging_path), keys)
 
 
 def link_claims(library: str, rows: pa.Table, keys: dict[str, str]) -> Claims:

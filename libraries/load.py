@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -33,7 +32,7 @@ from libraries.merge import merge_claims, withdrawals
 from libraries.registry import available, get_library
 from quality.engine import LOAD, MERGE, QUARANTINE
 from quality.stage import ConservationError
-from quality.staging import iter_rows, read_rows, read_verdict
+from quality.staging import iter_rows, read_verdict, rows_with_keys
 
 BATCH_ROWS = 50_000
 log = logging.getLogger(__name__)
@@ -155,9 +154,7 @@ def load_released(engine: sa.Engine, library: str) -> int:
             source_run = session.scalars(sa.select(SourceRun).where(SourceRun.source_id == source_id, SourceRun.run_id == run_id)).first()
         if checked is None or source_run is None:
             continue
-        staged = read_rows(Path(checked.staging_path))
-        keys = pa.array([r.source_key for r in rows], pa.string())
-        chosen = staged.filter(pc.is_in(staged.column("_source_key"), value_set=keys))
+        chosen = rows_with_keys(Path(checked.staging_path), [r.source_key for r in rows])
         batches = (chosen.slice(start, BATCH_ROWS) for start in range(0, chosen.num_rows, BATCH_ROWS))
         _merge_in_batches(engine, library, batches, source_run, checked.ruleset_version)
         with engine.begin() as connection:

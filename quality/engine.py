@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from quality.catalogue import Rule
 from quality.checks import CHECKS, SOURCE_LEVEL_CHECKS, Outcome
 from quality.frame import Frame, RuleContext
+from quality.staging import StagedRows, take_rows
 
 LOAD, QUARANTINE, MERGE = 0, 1, 2
 BLOCK_ROWS = 100_000  # rows per block of the row-by-row rules: bounds what a batch's derived columns hold
@@ -84,6 +85,12 @@ class Evaluation:
         verdict[self.error_mask] = QUARANTINE
         return verdict
 
+    @cached_property
+    def quarantined_rows(self) -> pa.Table:
+        """The whole rows (every column) the verdict quarantines, in batch order (taken once, for the quarantine
+        file and the encrypted payloads alike)."""
+        return take_rows(self.frame.table, np.flatnonzero(self.verdict == QUARANTINE))
+
     def counts(self) -> dict[str, int]:
         """Rows in, to load, quarantined, merged as duplicates, loaded with warnings."""
         verdict = self.verdict
@@ -134,7 +141,7 @@ class Evaluation:
         return {rule.id: ~self.outcomes[rule.id].fail for rule in self.rules}
 
 
-def evaluate(table: pa.Table, context: RuleContext, rules: list[Rule] | None = None,
+def evaluate(table: pa.Table | StagedRows, context: RuleContext, rules: list[Rule] | None = None,
              block_rows: int = BLOCK_ROWS) -> Evaluation:
     """Run the row-level rules of the context's catalogue that apply to this batch.
 
@@ -171,7 +178,7 @@ class _Settled:
     conflicts: dict[str, np.ndarray]
 
 
-def _evaluate_in_blocks(table: pa.Table, context: RuleContext, rules: list[Rule], block_rows: int) -> dict[str, Outcome]:
+def _evaluate_in_blocks(table: pa.Table | StagedRows, context: RuleContext, rules: list[Rule], block_rows: int) -> dict[str, Outcome]:
     """Row-by-row rules over consecutive blocks of the batch; each rule's outcome joined over the blocks, its
     messages and conflict facts taken for the failing rows of each block before the block's frame is let go."""
     parts: dict[str, list[_Settled]] = {rule.id: [] for rule in rules}
@@ -202,7 +209,7 @@ def _joined(parts: list[_Settled]) -> Outcome:
     return Outcome(fail, messages, skipped, conflicts)
 
 
-def _spare_deletions(table: pa.Table, outcomes: dict[str, Outcome]) -> None:
+def _spare_deletions(table: pa.Table | StagedRows, outcomes: dict[str, Outcome]) -> None:
     """A snapshot's delete row (key only, `_change = delete`) is judged by no rule: it loads, and the merge withdraws
     the source's claims on that record."""
     if "_change" not in table.column_names:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +18,9 @@ import pyarrow.compute as pc
 
 from quality.catalogue import Catalogue, SourceProfile
 from schemas import identifiers
+
+if TYPE_CHECKING:
+    from quality.staging import StagedRows
 
 EPOCH = np.datetime64("1970-01-01", "D")
 # First UTF-8 bytes of the characters Unicode calls white space: ASCII controls and space, U+0085/U+00A0 (C2),
@@ -53,7 +56,7 @@ class RuleContext:
 class Frame:
     """One standardised batch with lazily derived columns."""
 
-    table: pa.Table
+    table: "pa.Table | StagedRows"  # a staged run reads only the columns the rules ask for
     context: RuleContext
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 

@@ -33,7 +33,7 @@ from quality.catalogue import load_catalogue, ruleset_version
 from quality.engine import MERGE, QUARANTINE, Evaluation, evaluate
 from quality.frame import RuleContext
 from quality.references import References, build_references, needed_columns, needed_sources
-from quality.staging import current_rows, read_rows, stage_run, take_rows, write_verdict
+from quality.staging import StagedRows, current_rows, stage_run, write_verdict
 
 log = logging.getLogger(__name__)
 LOCAL_ZONE = ZoneInfo("Asia/Shanghai")  # reference dates are the province's calendar days
@@ -133,7 +133,7 @@ def check_run(engine: sa.Engine, settings: Settings, run: SourceRun, references:
     spec = get_source(run.source_id)
     catalogue = load_catalogue(spec.library)
     rows_path = stage_run(settings.staging_dir, run)
-    table = read_rows(rows_path)
+    table = StagedRows(rows_path)  # columns read as the rules ask for them
     cipher = get_cipher()
     known = store.KnownKeys(engine, run.source_id, cipher.index_hash_many)
     with engine.connect() as connection:
@@ -171,7 +171,7 @@ def write_quarantine_file(settings: Settings, run: SourceRun, evaluation: Evalua
         return None
     errors = store.messages_by_key(store.group_findings(evaluation.findings), "error")
     keys = evaluation.frame.source_keys()[held]
-    table = take_rows(evaluation.frame.table, held)
+    table = evaluation.quarantined_rows
     table = table.append_column("_rules", pa.array([",".join(errors[str(k)][0]) for k in keys], pa.string()))
     table = table.append_column("_reason", pa.array(["; ".join(errors[str(k)][1]) for k in keys], pa.string()))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,7 @@ def record_run(connection: sa.Connection, run: SourceRun, library: str, departme
                                    findings=findings, seen_keys=keys.tolist(), rules=rules, checked_rules=checked_rules)
     held = np.flatnonzero(verdict == QUARANTINE)
     errors = store.messages_by_key(findings, "error")
-    payloads = store.row_payloads(take_rows(evaluation.frame.table, held)) if len(held) else []
+    payloads = store.row_payloads(evaluation.quarantined_rows) if len(held) else []
     encrypted = get_cipher().encrypt_many(payloads)
     subjects = _subject_keys(evaluation, library, held)
     quarantined = [{"source_key": str(keys[r]), "subject_key": subjects[i], "row_enc": encrypted[i],

@@ -86,6 +86,77 @@ def read_rows(path: Path, columns: Collection[str] | None = None) -> pa.Table:
     return pq.read_table(path, columns=[name for name in pq.read_schema(path).names if name in wanted])
 
 
+class StagedRows:
+    """A staged run as the rules read it: each column read from the file on first use and kept, so a quality stage
+    holds the columns its rules read, not every column of the run (a licence's face content, an address never
+    checked). Offers what a Frame reads of a table: num_rows, column_names, schema, column() and slice(); take()
+    gives whole rows for the few a stage quarantines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.schema = pq.read_schema(path)
+        self.num_rows = pq.read_metadata(path).num_rows
+        self.column_names = self.schema.names
+        self._columns: dict[str, pa.ChunkedArray] = {}
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """One column of the run (read once)."""
+        if name not in self._columns:
+            if name not in self.column_names:
+                raise KeyError(f"{self.path}: 无此列 no column {name!r}")
+            self._columns[name] = pq.read_table(self.path, columns=[name]).column(0)
+        return self._columns[name]
+
+    def slice(self, offset: int, length: int) -> "_RowRange":
+        """Consecutive rows of the run, reading through this run's columns."""
+        return _RowRange(self, offset, max(0, min(length, self.num_rows - offset)))
+
+    def take(self, rows: np.ndarray) -> pa.Table:
+        """Every column at these rows (increasing): a column the rules read is taken from memory, any other from
+        the file one row group at a time, so the unread columns never come into memory whole."""
+        rows = np.asarray(rows, dtype=np.int64)
+        file = pq.ParquetFile(self.path)
+        starts = np.cumsum([0] + [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)])
+        columns = []
+        for name in self.column_names:
+            if name in self._columns:
+                columns.append(_take_chunked(self._columns[name], rows))
+                continue
+            pieces = []
+            for group in range(file.num_row_groups):
+                low, high = np.searchsorted(rows, starts[group:group + 2])
+                if high > low:
+                    values = file.read_row_group(group, columns=[name]).column(0)
+                    pieces.extend(values.take(pa.array(rows[low:high] - starts[group])).chunks)
+            columns.append(pa.chunked_array(pieces, self.schema.field(name).type))
+        return pa.Table.from_arrays(columns, schema=self.schema)
+
+
+class _RowRange:
+    """Rows [offset, offset + num_rows) of a StagedRows, as a Frame reads them (a block of the row-by-row rules)."""
+
+    def __init__(self, rows: StagedRows, offset: int, num_rows: int) -> None:
+        self._rows, self._offset, self.num_rows = rows, offset, num_rows
+        self.schema, self.column_names = rows.schema, rows.column_names
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """One column over these rows (a zero-copy slice)."""
+        return self._rows.column(name).slice(self._offset, self.num_rows)
+
+    def slice(self, offset: int, length: int) -> "_RowRange":
+        """Consecutive rows of this range."""
+        return _RowRange(self._rows, self._offset + offset, max(0, min(length, self.num_rows - offset)))
+
+
+def rows_with_keys(path: Path, keys: Collection[str]) -> pa.Table:
+    """The staged rows of one run whose `_source_key` is one of `keys`, read row group by row group (a run's few
+    rows to link or re-merge without holding the whole run)."""
+    wanted = pa.array(list(keys), pa.string())
+    parts = [batch.filter(pc.is_in(batch.column("_source_key"), value_set=wanted))
+             for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)]
+    return pa.Table.from_batches(parts, schema=pq.read_schema(path))
+
+
 def _standardise_to_spool(landing: Path, spec: Any, run_id: str, spool: Path) -> list[Path]:
     """Each landed batch standardised and spooled to a file of its own, so a run is never held whole."""
     parts = []
@@ -118,18 +189,25 @@ def iter_rows(path: Path, batch_rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches([batch])
 
 
-def take_rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    """table.take(rows) for rows in increasing order, record batch by record batch: Arrow's take first joins a
-    chunked column into one array, which for a staged run (a chunk per row group) copies every column whole."""
+def take_rows(table: pa.Table | StagedRows, rows: np.ndarray) -> pa.Table:
+    """table.take(rows) for rows in increasing order, chunk by chunk: Arrow's take first joins a chunked column into
+    one array, which for a staged run (a chunk per row group) copies every column whole."""
+    if isinstance(table, StagedRows):
+        return table.take(rows)
     rows = np.asarray(rows, dtype=np.int64)
-    parts = []
+    return pa.Table.from_arrays([_take_chunked(column, rows) for column in table.columns], schema=table.schema)
+
+
+def _take_chunked(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
+    """column.take(rows) for rows in increasing order, each chunk taken on its own."""
+    pieces = []
     start = 0
-    for batch in table.to_batches():
-        low, high = np.searchsorted(rows, [start, start + batch.num_rows])
+    for chunk in column.chunks:
+        low, high = np.searchsorted(rows, [start, start + len(chunk)])
         if high > low:
-            parts.append(batch.take(pa.array(rows[low:high] - start)))
-        start += batch.num_rows
-    return pa.Table.from_batches(parts, schema=table.schema)
+            pieces.append(chunk.take(pa.array(rows[low:high] - start)))
+        start += len(chunk)
+    return pa.chunked_array(pieces, column.type)
 
 
 def write_verdict(path: Path, verdict: np.ndarray, source_keys: np.ndarray) -> Path:

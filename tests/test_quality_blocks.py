@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.registry import get_source
 from quality.catalogue import load_catalogue
@@ -75,3 +79,43 @@ def test_waivers_apply_to_blocked_outcomes(province) -> None:
     blocked = evaluate(tables[source_id], _context(source_id, references, waived), block_rows=BLOCK)
     _assert_same(whole, blocked)
     assert whole.findings.num_rows < len(findings)
+
+
+def test_a_staged_run_is_judged_as_its_table_reading_only_the_rules_columns(province, tmp_path) -> None:
+    from quality.engine import QUARANTINE
+    from quality.staging import StagedRows
+
+    tables, references = province
+    checked = 0
+    for source_id, table in tables.items():
+        if table.num_rows <= BLOCK:
+            continue
+        path = tmp_path / f"{source_id}.parquet"
+        pq.write_table(table, path, row_group_size=100)  # row groups across the blocks' edges
+        whole = evaluate(table, _context(source_id, references), block_rows=BLOCK)
+        staged = StagedRows(path)
+        lazy = evaluate(staged, _context(source_id, references), block_rows=BLOCK)
+        _assert_same(whole, lazy)
+        held = np.flatnonzero(whole.verdict == QUARANTINE)
+        assert lazy.quarantined_rows.equals(table.take(pa.array(held, pa.int64())))
+        read = set(staged._columns)
+        assert "_source_key" in read and read < set(table.column_names), source_id  # never every column
+        checked += 1
+    assert checked >= 5
+
+
+@settings(max_examples=60, deadline=None)
+@given(groups=st.lists(st.integers(1, 6), min_size=1, max_size=5), data=st.data())
+def test_rows_with_keys_equals_filtering_the_whole_run(tmp_path_factory, groups, data) -> None:
+    import pyarrow.compute as pc
+
+    from quality import staging
+
+    rows = sum(groups)
+    table = pa.table({"_source_key": pa.array([f"k{i % 5}-{i}" for i in range(rows)], pa.string()),
+                      "v": pa.array(range(rows), pa.int64())})
+    path = tmp_path_factory.mktemp("keys") / "rows.parquet"
+    pq.write_table(table, path, row_group_size=groups[0])
+    keys = data.draw(st.lists(st.sampled_from(table.column("_source_key").to_pylist() + ["absent"]), max_size=8))
+    expected = table.filter(pc.is_in(table.column("_source_key"), value_set=pa.array(keys, pa.string())))
+    assert staging.rows_with_keys(path, keys).equals(expected)
