@@ -94,8 +94,9 @@ class StagedRows:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.schema = pq.read_schema(path)
-        self.num_rows = pq.read_metadata(path).num_rows
+        metadata = pq.read_metadata(path)
+        self.schema = metadata.schema.to_arrow_schema()
+        self.num_rows = metadata.num_rows
         self.column_names = self.schema.names
         self._columns: dict[str, pa.ChunkedArray] = {}
 
@@ -116,18 +117,14 @@ class StagedRows:
         the file one row group at a time, so the unread columns never come into memory whole."""
         rows = np.asarray(rows, dtype=np.int64)
         file = pq.ParquetFile(self.path)
-        starts = np.cumsum([0] + [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)])
+        groups = [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
         columns = []
         for name in self.column_names:
             if name in self._columns:
                 columns.append(_take_chunked(self._columns[name], rows))
                 continue
-            pieces = []
-            for group in range(file.num_row_groups):
-                low, high = np.searchsorted(rows, starts[group:group + 2])
-                if high > low:
-                    values = file.read_row_group(group, columns=[name]).column(0)
-                    pieces.extend(values.take(pa.array(rows[low:high] - starts[group])).chunks)
+            pieces = [chunk for group, at in _rows_by_piece(rows, groups)
+                      for chunk in file.read_row_group(group, columns=[name]).column(0).take(pa.array(at)).chunks]
             columns.append(pa.chunked_array(pieces, self.schema.field(name).type))
         return pa.Table.from_arrays(columns, schema=self.schema)
 
@@ -143,18 +140,15 @@ class _RowRange:
         """One column over these rows (a zero-copy slice)."""
         return self._rows.column(name).slice(self._offset, self.num_rows)
 
-    def slice(self, offset: int, length: int) -> "_RowRange":
-        """Consecutive rows of this range."""
-        return _RowRange(self._rows, self._offset + offset, max(0, min(length, self.num_rows - offset)))
-
 
 def rows_with_keys(path: Path, keys: Collection[str]) -> pa.Table:
     """The staged rows of one run whose `_source_key` is one of `keys`, read row group by row group (a run's few
     rows to link or re-merge without holding the whole run)."""
     wanted = pa.array(list(keys), pa.string())
+    file = pq.ParquetFile(path)
     parts = [batch.filter(pc.is_in(batch.column("_source_key"), value_set=wanted))
-             for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)]
-    return pa.Table.from_batches(parts, schema=pq.read_schema(path))
+             for batch in file.iter_batches(batch_size=BATCH_ROWS)]
+    return pa.Table.from_batches(parts, schema=file.schema_arrow)
 
 
 def _standardise_to_spool(landing: Path, spec: Any, run_id: str, spool: Path) -> list[Path]:
@@ -200,14 +194,19 @@ def take_rows(table: pa.Table | StagedRows, rows: np.ndarray) -> pa.Table:
 
 def _take_chunked(column: pa.ChunkedArray, rows: np.ndarray) -> pa.ChunkedArray:
     """column.take(rows) for rows in increasing order, each chunk taken on its own."""
-    pieces = []
-    start = 0
-    for chunk in column.chunks:
-        low, high = np.searchsorted(rows, [start, start + len(chunk)])
-        if high > low:
-            pieces.append(chunk.take(pa.array(rows[low:high] - start)))
-        start += len(chunk)
+    pieces = [column.chunk(n).take(pa.array(at)) for n, at in _rows_by_piece(rows, [len(c) for c in column.chunks])]
     return pa.chunked_array(pieces, column.type)
+
+
+def _rows_by_piece(rows: np.ndarray, lengths: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """For consecutive pieces of these lengths (chunks, row groups), each piece that holds some of the rows
+    (increasing): its index and those rows counted from the piece's start."""
+    start = 0
+    for index, length in enumerate(lengths):
+        low, high = np.searchsorted(rows, [start, start + length])
+        if high > low:
+            yield index, rows[low:high] - start
+        start += length
 
 
 def write_verdict(path: Path, verdict: np.ndarray, source_keys: np.ndarray) -> Path:
