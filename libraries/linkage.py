@@ -402,8 +402,24 @@ def staged_rows(engine: sa.Engine, source_id: str, run_id: str, keys: list[str])
     return rows_with_keys(Path(checked.staging_path), keys)
 
 
-def link_claims(library: str, rows: pa.Table, keys: dict[str, str]) -> Claims:
-    """Claims of linked rows on their candidates' keys (source_key → key), with everything but the broken key."""
+def linked_id_numbers(engine: sa.Engine, person_keys: list[str]) -> dict[str, str]:
+    """The resident ID numbers of the persons rows were linked to (person_id → ID number), from their golden records."""
+    found: dict[str, bytes] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(person_keys), 500):
+            part = person_keys[start:start + 500]
+            found.update(connection.execute(sa.select(Person.person_id, Person.id_number_enc)
+                                            .where(Person.person_id.in_(part))).tuples().all())
+    keys = list(found)
+    return dict(zip(keys, get_cipher().decrypt_many([found[k] for k in keys])))
+
+
+def link_claims(library: str, rows: pa.Table, keys: dict[str, str], id_numbers: dict[str, str] | None = None) -> Claims:
+    """Claims of linked rows on their candidates' keys (source_key → key), with everything but the broken key.
+
+    id_numbers (population): the linked persons' ID numbers, claimed with the row. A source holds one claim per
+    person, so a key-less row linked to a person the same source already knows by a keyed record replaces that
+    record's claim; without the ID number in it, a person only that source knew lost its ID number (found at scale 2)."""
     from libraries.adapt import column, local_utc, plain
 
     if library == "legal_entity":
@@ -424,7 +440,10 @@ def link_claims(library: str, rows: pa.Table, keys: dict[str, str]) -> Claims:
     for i in range(rows.num_rows):
         fields = {golden: plain(v[i]) for golden, v in values.items() if golden in PERSON_FIELDS and
                   PERSON_FIELDS[golden] in rows.column_names}
-        out.add(keys[str(source_keys[i])], fields, local_utc(updated[i]), i, source_key=str(source_keys[i]))
+        key = keys[str(source_keys[i])]
+        if id_numbers and id_numbers.get(key):
+            fields["id_number"] = id_numbers[key]
+        out.add(key, fields, local_utc(updated[i]), i, source_key=str(source_keys[i]))
     return out
 
 
@@ -432,7 +451,8 @@ def merge_linked(engine: sa.Engine, library: str, source_id: str, run_id: str, k
                  now: dt.datetime) -> int:
     """Merge linked rows of one run as claims and release them from quarantine; returns how many."""
     rows = staged_rows(engine, source_id, run_id, list(keys))
-    claims = link_claims(library, rows, keys)
+    id_numbers = linked_id_numbers(engine, sorted(set(keys.values()))) if library == "population" else None
+    claims = link_claims(library, rows, keys, id_numbers)
     with sa.orm.Session(engine) as session:
         run = session.scalars(sa.select(SourceRun).where(SourceRun.source_id == source_id, SourceRun.run_id == run_id)).first()
         checked = session.scalars(sa.select(QualityRun).where(QualityRun.source_id == source_id,

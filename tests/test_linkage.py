@@ -251,3 +251,30 @@ def test_decisions_are_written_in_bulk_and_a_new_decision_replaces_the_old(loade
     assert len(mine) == 1 and mine[0].id == first.id
     assert (mine[0].candidate_key, mine[0].status, mine[0].components, mine[0].decided_by) == ("K-new", "review", {"name": 0.5}, "专员丙")
     assert untouched == second
+
+
+def test_a_row_linked_to_a_person_only_its_own_source_knows_keeps_the_persons_id_number(loaded) -> None:
+    """A source holds one claim per person: a key-less 公安 row linked to a person only 公安 claims (by another
+    record) replaces that claim. The ID number comes with the link, so the golden record keeps it (at scale 2 the
+    merge failed on person.id_number_enc NOT NULL)."""
+    import json
+
+    from hub.crypto import get_cipher
+    from hub.models import Person
+
+    engine, cfg = loaded, linkage.settings("population")
+    row = next(r for r in linkage.candidates_for_linkage(engine, "population", cfg) if r.source_id == "gongan_hjrk")
+    with engine.connect() as connection:
+        only_gongan = connection.execute(sa.text(
+            "SELECT entity_key FROM library_claim WHERE library = 'population' AND deleted = false GROUP BY entity_key "
+            "HAVING COUNT(DISTINCT source_id) = 1 AND MIN(source_id) = 'gongan_hjrk' ORDER BY entity_key LIMIT 1")).scalar_one()
+        before = connection.execute(sa.select(Person.id_number_enc).where(Person.person_id == only_gongan)).scalar_one()
+    merged = linkage.merge_linked(engine, "population", row.source_id, row.run_id, {row.source_key: only_gongan},
+                                  dt.datetime.now(dt.UTC))
+    assert merged == 1
+    with engine.connect() as connection:
+        after = connection.execute(sa.select(Person.id_number_enc, Person.name).where(Person.person_id == only_gongan)).one()
+    cipher = get_cipher()
+    assert cipher.decrypt(after.id_number_enc) == cipher.decrypt(before)
+    record = json.loads(cipher.decrypt(row.row_enc))
+    assert after.name == record.get("name")  # the linked row's fields were merged
