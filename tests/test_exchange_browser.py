@@ -104,8 +104,12 @@ def test_request_approve_lookup_and_subject_access_in_a_browser(exchange_site: d
     search = browser.find_element("id", "q")
     search.send_keys("户籍")
     search.submit()
+    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # the catalogue before the search lists the resource too: wait for the results page to replace it, or the
+    # link found may be the old page's, gone stale by the time its text is read (seen once in CI)
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(search))
     link = WebDriverWait(browser, 30).until(lambda driver: driver.find_elements(
         "css selector", 'a.resource-link[href="/exchange/catalogue/RK.household"]'))[0]
     assert "人口户籍信息" in link.text
