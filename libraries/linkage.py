@@ -26,6 +26,7 @@ import yaml
 
 from hub.crypto import get_cipher
 from hub.models import LegalEntity, LinkageDecision, Person, QualityRun, QuarantinedRow, SourceRun
+from libraries.bulk import chunks
 from libraries.merge import merge_claims
 from libraries.overrides import append_audit
 from libraries.spec import Claims
@@ -406,8 +407,7 @@ def linked_id_numbers(engine: sa.Engine, person_keys: list[str]) -> dict[str, st
     """The resident ID numbers of the persons rows were linked to (person_id → ID number), from their golden records."""
     found: dict[str, bytes] = {}
     with engine.connect() as connection:
-        for start in range(0, len(person_keys), 500):
-            part = person_keys[start:start + 500]
+        for part in chunks(person_keys):
             found.update(connection.execute(sa.select(Person.person_id, Person.id_number_enc)
                                             .where(Person.person_id.in_(part))).tuples().all())
     keys = list(found)
