@@ -491,6 +491,23 @@ class LibraryClaim(Base):
     deleted: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false(), comment="来源是否已撤回该主体（删除）")
 
 
+class MergePending(Base):
+    """A subject whose claims changed in a deferred merge and whose golden record is not recomputed yet.
+
+    The merge DAG stores the claims of every pending run of a library first and recomputes each touched subject once
+    (libraries.merge.recompute_pending), instead of once per source run; a row per source that touched the subject,
+    written in the transaction that stored the claim, so a crash between the two steps loses nothing."""
+
+    __tablename__ = "merge_pending"
+    __table_args__ = ({"comment": "待重算主体：延迟合并中声明已变、黄金记录尚未重算的主体（每个来源一行）"},)
+
+    library: Mapped[str] = mapped_column(sa.String(32), primary_key=True, comment="基础库")
+    entity_key: Mapped[str] = mapped_column(sa.String(200), primary_key=True, comment="主体键（同 library_claim.entity_key）")
+    source_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True, comment="声明变化的来源")
+    run_id: Mapped[str] = mapped_column(sa.String(128), comment="带来变化的采集批次")
+    extracted_at: Mapped[datetime] = mapped_column(comment="该批次的抽取时间（UTC）：重算所记的记录时间")
+
+
 class GoldenVersion(Base):
     """One version of a golden record on two time axes: valid time (at the source) and record time (in the hub)."""
 

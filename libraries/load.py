@@ -7,6 +7,10 @@ libraries/registry.py) and merges them (libraries/merge.py: field-level survivor
 checks, per run, that rows in = rows loaded + rows quarantined + duplicates merged — or fails loudly.
 A snapshot's delete rows withdraw the source's claims on those records.
 
+load_pending stores the claims of every pending run first and recomputes each touched subject once at the end
+(libraries.merge: deferred merge), so a subject three sources' runs touch is recomputed once, not three times;
+before a second run of a source whose first run is still deferred, the deferred subjects are recomputed.
+
 source_run keeps the collection's view: rows_loaded = rows taken into the library (loaded + merged
 duplicates), rows_rejected = rows quarantined. quality_run keeps the exact split.
 """
@@ -28,7 +32,7 @@ from hub.db import engine_for
 from hub.faults import fault_point
 from hub.models import QualityRun, QuarantinedRow, SourceRun
 from hub.settings import get_settings
-from libraries.merge import merge_claims, withdrawals
+from libraries.merge import merge_claims, pending_runs_of, recompute_pending, withdrawals
 from libraries.registry import available, get_library
 from quality.engine import LOAD, MERGE, QUARANTINE
 from quality.stage import ConservationError
@@ -55,12 +59,28 @@ def load_pending(library: str, run_time: dt.datetime | None = None) -> dict:
     if library not in available():  # checked (tickets, quarantine) but not loadable yet
         return {"not_loaded": f"基础库 {library} 尚无入库程序 no loader yet; runs stay checked and pending"}
     results = {}
+    deferred = pending_runs_of(engine, library)  # empty but after a load cut short: its runs' subjects still wait
     for run in pending_runs(engine, library):
-        results[f"{run.source_id}/{run.run_id}"] = load_run(engine, run)
+        if deferred.get(run.source_id, {run.run_id}) != {run.run_id}:  # never fold two runs of one source together
+            _recompute(engine, library, results)
+            deferred.clear()
+        results[f"{run.source_id}/{run.run_id}"] = load_run(engine, run, defer=True)
+        deferred.setdefault(run.source_id, set()).add(run.run_id)
+    _recompute(engine, library, results)
     released = load_released(engine, library)
     if released:
         results["released_from_quarantine"] = released
     return results
+
+
+def _recompute(engine: sa.Engine, library: str, results: dict) -> None:
+    """Recompute the subjects the deferred loads left pending; their counts add up under results["recomputed"]."""
+    counts = recompute_pending(engine, library)
+    if counts["keys_touched"]:
+        log.info("%s: %s subjects recomputed: %s", library, counts["keys_touched"], counts)
+        totals = results.setdefault("recomputed", {})
+        for name, value in counts.items():
+            totals[name] = totals.get(name, 0) + value
 
 
 def _quality_run(engine: sa.Engine, run: SourceRun) -> QualityRun:
@@ -73,7 +93,7 @@ def _quality_run(engine: sa.Engine, run: SourceRun) -> QualityRun:
 
 
 def _merge_in_batches(engine: sa.Engine, library: str, batches: Iterable[pa.Table], run: SourceRun,
-                      ruleset_version: str | None) -> dict[str, int]:
+                      ruleset_version: str | None, defer: bool = False) -> dict[str, int]:
     """Turn staged rows into claims and merge them batch by batch (memory stays flat); returns the merge counts."""
     spec = get_library(library)
     totals: dict[str, int] = {}
@@ -89,7 +109,8 @@ def _merge_in_batches(engine: sa.Engine, library: str, batches: Iterable[pa.Tabl
                 for i in range(len(withdrawn)):
                     claims.add(withdrawn.keys[i], {}, None, -1, deleted=True, source_key=withdrawn.source_keys[i])
         counts = merge_claims(engine, library, claims, source_id=run.source_id, run_id=run.run_id,
-                              extracted_at=run.finished_at or run.started_at, ruleset_version=ruleset_version)
+                              extracted_at=run.finished_at or run.started_at, ruleset_version=ruleset_version,
+                              defer=defer)
         for name, value in counts.items():
             totals[name] = totals.get(name, 0) + value
         fault_point("load.between_batches")
@@ -114,8 +135,9 @@ def _rows_to_load(path: Path, verdict: np.ndarray) -> Iterator[pa.Table]:
         yield pa.concat_tables(waiting)
 
 
-def load_run(engine: sa.Engine, run: SourceRun) -> dict:
-    """Load one checked run; marks it loaded with its counts. Rerunning a loaded run is a no-op (it is no longer pending)."""
+def load_run(engine: sa.Engine, run: SourceRun, *, defer: bool = False) -> dict:
+    """Load one checked run; marks it loaded with its counts. Rerunning a loaded run is a no-op (it is no longer pending).
+    defer: store its claims only and leave the changed subjects to libraries.merge.recompute_pending."""
     spec = get_source(run.source_id)
     checked = _quality_run(engine, run)
     path = Path(checked.staging_path)
@@ -123,7 +145,8 @@ def load_run(engine: sa.Engine, run: SourceRun) -> dict:
     staged = pq.ParquetFile(path).metadata.num_rows
     if len(verdict) != staged:
         raise ConservationError(f"{run.source_id}/{run.run_id}: 判定与暂存行数不符 verdicts ({len(verdict)}) ≠ staged rows ({staged})")
-    merged_counts = _merge_in_batches(engine, spec.library, _rows_to_load(path, verdict), run, checked.ruleset_version)
+    merged_counts = _merge_in_batches(engine, spec.library, _rows_to_load(path, verdict), run, checked.ruleset_version,
+                                      defer)
     log.info("%s/%s merged: %s", run.source_id, run.run_id, merged_counts)
     loaded, quarantined, merged = int((verdict == LOAD).sum()), int((verdict == QUARANTINE).sum()), int((verdict == MERGE).sum())
     if loaded + quarantined + merged != run.rows_extracted:

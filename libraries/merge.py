@@ -15,6 +15,13 @@ For one batch of claims from one source run:
 A source record that now claims another subject than before (a corrected ID number: source key k said A, now says B)
 withdraws its claim on the old subject in the same batch, so A is recomputed (tombstoned if no one else claims it).
 Work and memory follow the number of changed claims, in batches of at most BATCH_KEYS subjects, one transaction each.
+
+Deferred merge (defer=True; the merge DAG's load of all pending runs of a library, libraries.load.load_pending):
+step 1 only, and each changed subject is written to merge_pending in the same transaction; recompute_pending then
+recomputes every pending subject once, in key order, from all its live claims. A subject that three sources' runs
+touch gets one survivorship pass and one version instead of three (the population library's first load: 公安, 民政,
+人社). The caller recomputes before a second run of a source already deferred, so no run of a source is folded into
+another run of the same source and the history keeps each source run's state.
 Rewriting a current row drops columns the merge does not produce (a licence's seal_*), so changed licences are re-sealed.
 """
 
@@ -34,7 +41,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from hub.crypto import FieldCipher, get_cipher
 from hub.lineage import compact_text
-from hub.models import GoldenVersion, LibraryClaim, QualityConflict, StewardOverride
+from hub.models import GoldenVersion, LibraryClaim, MergePending, QualityConflict, StewardOverride
 from libraries.bulk import JsonText, chunks, delete_where_in, in_values, insert_rows, large_cache, update_where_id
 from libraries.registry import get_library
 from libraries.spec import Claims, LibrarySpec
@@ -48,6 +55,7 @@ CLAIMS = LibraryClaim.__table__
 VERSIONS = GoldenVersion.__table__
 OVERRIDES = StewardOverride.__table__
 CONFLICTS = QualityConflict.__table__
+PENDING = MergePending.__table__
 
 
 def canonical(fields: dict[str, Any]) -> str:
@@ -104,8 +112,11 @@ class _Current:
 
 
 def merge_claims(engine: sa.Engine, library: str, claims: Claims, *, source_id: str, run_id: str,
-                 extracted_at: dt.datetime, ruleset_version: str | None) -> dict[str, int]:
-    """Merge one source run's claims into a library; returns counts (claims changed, versions, tombstones, conflicts)."""
+                 extracted_at: dt.datetime, ruleset_version: str | None, defer: bool = False) -> dict[str, int]:
+    """Merge one source run's claims into a library; returns counts (claims changed, versions, tombstones, conflicts).
+
+    defer: store the claims and leave the changed subjects in merge_pending for recompute_pending (counted as
+    keys_deferred) instead of recomputing them here."""
     spec = get_library(library)
     cipher = get_cipher()
     source_keys = _source_keys(claims)
@@ -121,11 +132,79 @@ def merge_claims(engine: sa.Engine, library: str, claims: Claims, *, source_id: 
                                                       ruleset_version=ruleset_version)
             counts["claims_changed"] += len(touched)
             counts["claims_unchanged"] += len(batch) - (len(touched) - withdrawn)
+            if defer:
+                _mark_pending(connection, spec.name, touched, source_id=source_id, run_id=run_id, at=extracted_at)
+                counts["keys_deferred"] = counts.get("keys_deferred", 0) + len(touched)
+                continue
             result = recompute(connection, spec, touched, at=extracted_at, run_id=run_id, source_id=source_id,
                                fresh=fresh)
         for name, value in result.items():
             counts[name] += value
     return counts
+
+
+def _mark_pending(connection: sa.Connection, library: str, keys: list[str], *, source_id: str, run_id: str,
+                  at: dt.datetime) -> None:
+    """Leave subjects for recompute_pending: one row per subject and source, replacing one the source left before
+    (delete + bulk insert: an upsert row by row costs more than the rest of the claim's storing)."""
+    keys = sorted(set(keys))
+    delete_where_in(connection, PENDING, "entity_key", keys, PENDING.c.library == library, PENDING.c.source_id == source_id)
+    insert_rows(connection, PENDING, [{"library": library, "entity_key": key, "source_id": source_id, "run_id": run_id,
+                                       "extracted_at": at} for key in keys])
+
+
+def pending_runs_of(engine: sa.Engine, library: str) -> dict[str, set[str]]:
+    """The source runs whose subjects wait in merge_pending, by source (empty unless a deferred merge was cut short)."""
+    query = sa.select(PENDING.c.source_id, PENDING.c.run_id).where(PENDING.c.library == library).distinct()
+    found: dict[str, set[str]] = {}
+    with engine.connect() as connection:
+        for row in connection.execute(query):
+            found.setdefault(row.source_id, set()).add(row.run_id)
+    return found
+
+
+def recompute_pending(engine: sa.Engine, library: str) -> dict[str, int]:
+    """Recompute every subject a deferred merge left pending, once each, in key order: BATCH_KEYS subjects a
+    transaction that also clears them from merge_pending (a crash leaves the rest pending for the next call).
+    A subject several runs touched is recorded as of the latest of them (its time, run and source), as the last of
+    them would have recorded it."""
+    spec = get_library(library)
+    counts = {"keys_touched": 0, "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
+    after: str | None = None
+    while True:
+        with engine.connect() as connection, large_cache(connection), connection.begin():
+            latest = _pending_batch(connection, library, after)
+            if not latest:
+                break
+            by_run: dict[tuple[str, str, dt.datetime], list[str]] = {}
+            for key, (at, run_id, source_id) in latest.items():
+                by_run.setdefault((source_id, run_id, at), []).append(key)
+            for (source_id, run_id, at), keys in by_run.items():
+                for name, value in recompute(connection, spec, keys, at=at, run_id=run_id, source_id=source_id).items():
+                    counts[name] += value
+            first, after = min(latest), max(latest)
+            connection.execute(sa.delete(PENDING).where(PENDING.c.library == library, PENDING.c.entity_key >= first,
+                                                        PENDING.c.entity_key <= after))
+    return counts
+
+
+def _pending_batch(connection: sa.Connection, library: str, after: str | None,
+                   ) -> dict[str, tuple[dt.datetime, str, str]]:
+    """The next pending subjects after `after` (at most BATCH_KEYS rows, plus the rest of the last subject's rows):
+    each with its latest touch as (time, run, source); ties go to the greater run id, then source id."""
+    columns = (PENDING.c.entity_key, PENDING.c.extracted_at, PENDING.c.run_id, PENDING.c.source_id)
+    where = [PENDING.c.library == library] + ([PENDING.c.entity_key > after] if after is not None else [])
+    rows = list(connection.execute(sa.select(*columns).where(*where).order_by(PENDING.c.entity_key).limit(BATCH_KEYS)))
+    if len(rows) == BATCH_KEYS:  # the limit may have cut the last subject's rows short
+        last = rows[-1].entity_key
+        rows = [row for row in rows if row.entity_key != last] + list(connection.execute(
+            sa.select(*columns).where(PENDING.c.library == library, PENDING.c.entity_key == last)))
+    latest: dict[str, tuple[dt.datetime, str, str]] = {}
+    for row in rows:
+        touch = (row.extracted_at, row.run_id, row.source_id)
+        if row.entity_key not in latest or touch > latest[row.entity_key]:
+            latest[row.entity_key] = touch
+    return latest
 
 
 def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, claims: Claims, batch: list[int],
@@ -469,4 +548,5 @@ def withdrawals(engine: sa.Engine, library: str, source_id: str, source_keys: li
     return out
 
 
-__all__ = ["BATCH_KEYS", "active_overrides", "canonical", "merge_claims", "recompute", "restore", "withdrawals"]
+__all__ = ["BATCH_KEYS", "active_overrides", "canonical", "merge_claims", "pending_runs_of", "recompute",
+           "recompute_pending", "restore", "withdrawals"]
