@@ -129,7 +129,7 @@ def merge_claims(engine: sa.Engine, library: str, claims: Claims, *, source_id: 
         with engine.connect() as connection, large_cache(connection), connection.begin():
             touched, fresh, withdrawn = _store_claims(connection, spec, cipher, claims, batch, source_keys, subjects,
                                                       source_id=source_id, run_id=run_id, extracted_at=extracted_at,
-                                                      ruleset_version=ruleset_version)
+                                                      ruleset_version=ruleset_version, keep_fresh=not defer)
             counts["claims_changed"] += len(touched)
             counts["claims_unchanged"] += len(batch) - (len(touched) - withdrawn)
             if defer:
@@ -170,17 +170,20 @@ def recompute_pending(engine: sa.Engine, library: str) -> dict[str, int]:
     them would have recorded it."""
     spec = get_library(library)
     counts = {"keys_touched": 0, "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
+    with engine.connect() as connection:
+        times = _pending_times(connection, library)
     after: str | None = None
     while True:
         with engine.connect() as connection, large_cache(connection), connection.begin():
-            latest = _pending_batch(connection, library, after)
+            latest = _pending_batch(connection, library, after, times)
             if not latest:
                 break
-            by_run: dict[tuple[str, str, dt.datetime], list[str]] = {}
-            for key, (at, run_id, source_id) in latest.items():
-                by_run.setdefault((source_id, run_id, at), []).append(key)
-            for (source_id, run_id, at), keys in by_run.items():
-                for name, value in recompute(connection, spec, keys, at=at, run_id=run_id, source_id=source_id).items():
+            by_run: dict[tuple[str, str], list[str]] = {}
+            for key, (_, run_id, source_id) in latest.items():
+                by_run.setdefault((source_id, run_id), []).append(key)
+            for (source_id, run_id), keys in by_run.items():
+                found = recompute(connection, spec, keys, at=times[source_id, run_id], run_id=run_id, source_id=source_id)
+                for name, value in found.items():
                     counts[name] += value
             first, after = min(latest), max(latest)
             connection.execute(sa.delete(PENDING).where(PENDING.c.library == library, PENDING.c.entity_key >= first,
@@ -188,11 +191,18 @@ def recompute_pending(engine: sa.Engine, library: str) -> dict[str, int]:
     return counts
 
 
+def _pending_times(connection: sa.Connection, library: str) -> dict[tuple[str, str], dt.datetime]:
+    """The extraction time of each pending (source, run): a few rows, so the batches need not read a time per row."""
+    query = sa.select(PENDING.c.source_id, PENDING.c.run_id, sa.func.max(PENDING.c.extracted_at).label("at")).where(
+        PENDING.c.library == library).group_by(PENDING.c.source_id, PENDING.c.run_id)
+    return {(row.source_id, row.run_id): row.at for row in connection.execute(query)}
+
+
 def _pending_batch(connection: sa.Connection, library: str, after: str | None,
-                   ) -> dict[str, tuple[dt.datetime, str, str]]:
+                   times: dict[tuple[str, str], dt.datetime]) -> dict[str, tuple[dt.datetime, str, str]]:
     """The next pending subjects after `after` (at most BATCH_KEYS rows, plus the rest of the last subject's rows):
     each with its latest touch as (time, run, source); ties go to the greater run id, then source id."""
-    columns = (PENDING.c.entity_key, PENDING.c.extracted_at, PENDING.c.run_id, PENDING.c.source_id)
+    columns = (PENDING.c.entity_key, PENDING.c.run_id, PENDING.c.source_id)
     where = [PENDING.c.library == library] + ([PENDING.c.entity_key > after] if after is not None else [])
     rows = list(connection.execute(sa.select(*columns).where(*where).order_by(PENDING.c.entity_key).limit(BATCH_KEYS)))
     if len(rows) == BATCH_KEYS:  # the limit may have cut the last subject's rows short
@@ -200,23 +210,24 @@ def _pending_batch(connection: sa.Connection, library: str, after: str | None,
         rows = [row for row in rows if row.entity_key != last] + list(connection.execute(
             sa.select(*columns).where(PENDING.c.library == library, PENDING.c.entity_key == last)))
     latest: dict[str, tuple[dt.datetime, str, str]] = {}
-    for row in rows:
-        touch = (row.extracted_at, row.run_id, row.source_id)
-        if row.entity_key not in latest or touch > latest[row.entity_key]:
-            latest[row.entity_key] = touch
+    for key, run_id, source_id in rows:
+        touch = (times[source_id, run_id], run_id, source_id)
+        if key not in latest or touch > latest[key]:
+            latest[key] = touch
     return latest
 
 
 def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, claims: Claims, batch: list[int],
                   source_keys: list[str], subjects: Container[str] | None, *, source_id: str, run_id: str,
-                  extracted_at: dt.datetime, ruleset_version: str | None,
+                  extracted_at: dt.datetime, ruleset_version: str | None, keep_fresh: bool = True,
                   ) -> tuple[list[str], dict[str, LiveClaim | None], int]:
     """Replace the source's stored claims that changed and withdraw those of re-keyed source records; returns the
     subjects whose claim changed or was withdrawn, the source's new claim about each of them as recompute would read
     it back (None: withdrawn), and how many of them were withdrawn for a re-keyed record.
 
     subjects: every subject the source claims in this merge (all batches), which a re-keyed record never withdraws;
-    None: the claims do not name their source records, so none can be found re-keyed."""
+    None: the claims do not name their source records, so none can be found re-keyed.
+    keep_fresh False: no new claims returned (a deferred merge reads them back later)."""
     payloads = ["{}" if claims.deleted[i] else canonical(claims.fields[i]) for i in batch]
     hashes = cipher.index_hash_many([p + ("|deleted" if claims.deleted[i] else "") for p, i in zip(payloads, batch)])
     existing: dict[str, Any] = {}
@@ -256,6 +267,9 @@ def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCip
                   "payload_enc": encrypted[len(changed) + k], "payload_hash": gone_hash, "deleted": True}
                  for k, row in enumerate(moved)]
     insert_rows(connection, CLAIMS, rows)
+    touched = [row["entity_key"] for row in rows]
+    if not keep_fresh:
+        return touched, {}, len(moved)
     # what _live_claims would read back: times as stored (UTC), the payload as JSON
     extracted_utc = extracted_at.astimezone(UTC)
     fresh: dict[str, LiveClaim | None] = {}
@@ -266,7 +280,7 @@ def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCip
             ruleset_version, json.loads(payloads[n]))
     for row in moved:
         fresh[row.entity_key] = None
-    return [row["entity_key"] for row in rows], fresh, len(moved)
+    return touched, fresh, len(moved)
 
 
 def _rekeyed(connection: sa.Connection, library: str, source_id: str, source_keys: list[str],
