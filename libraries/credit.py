@@ -165,6 +165,7 @@ class CreditLibrary:
     name = "credit"
     table: sa.Table = CreditRecord.__table__
     key_column = "record_id"
+    shared_subjects = False  # a record id is "<source_id>:<record number>"
     fields: tuple[str, ...] = FIELDS
 
     def claims(self, rows: pa.Table, source_id: str) -> Claims:

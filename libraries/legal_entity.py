@@ -31,6 +31,7 @@ class LegalEntityLibrary:
     name = "legal_entity"
     table: sa.Table = LegalEntity.__table__
     key_column = "uscc"
+    shared_subjects = True  # 市场监管 and 民政 registers, plus linked rows of other sources
     fields: tuple[str, ...] = tuple(ELEMENTS)
     masks = {"legal_rep_id": mask_resident_id}
 

@@ -162,6 +162,7 @@ class LicenceLibrary:
     name = "licence"
     table: sa.Table = Licence.__table__
     key_column = "licence_id"
+    shared_subjects = False  # one issuing system per licence
     fields: tuple[str, ...] = FIELDS
 
     def claims(self, rows: pa.Table, source_id: str) -> Claims:

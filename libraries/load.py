@@ -7,9 +7,11 @@ libraries/registry.py) and merges them (libraries/merge.py: field-level survivor
 checks, per run, that rows in = rows loaded + rows quarantined + duplicates merged — or fails loudly.
 A snapshot's delete rows withdraw the source's claims on those records.
 
-load_pending stores the claims of every pending run first and recomputes each touched subject once at the end
-(libraries.merge: deferred merge), so a subject three sources' runs touch is recomputed once, not three times;
-before a second run of a source whose first run is still deferred, the deferred subjects are recomputed.
+In a library whose sources describe the same subjects (spec.shared_subjects), when runs of several sources are
+pending, load_pending stores the claims of every pending run first and recomputes each touched subject once at the
+end (libraries.merge: deferred merge), so a subject three sources' runs touch is recomputed once, not three times;
+before a second run of a source whose first run is still deferred, the deferred subjects are recomputed. Otherwise
+each run is merged on its own.
 
 source_run keeps the collection's view: rows_loaded = rows taken into the library (loaded + merged
 duplicates), rows_rejected = rows quarantined. quality_run keeps the exact split.
@@ -60,12 +62,17 @@ def load_pending(library: str, run_time: dt.datetime | None = None) -> dict:
         return {"not_loaded": f"基础库 {library} 尚无入库程序 no loader yet; runs stay checked and pending"}
     results = {}
     deferred = pending_runs_of(engine, library)  # empty but after a load cut short: its runs' subjects still wait
-    for run in pending_runs(engine, library):
+    runs = pending_runs(engine, library)
+    # deferring pays when several sources' runs name the same subjects; counting a cut-short load's sources keeps
+    # its rerun on the path the uninterrupted load took
+    defer = get_library(library).shared_subjects and len({run.source_id for run in runs} | set(deferred)) > 1
+    for run in runs:
         if deferred.get(run.source_id, {run.run_id}) != {run.run_id}:  # never fold two runs of one source together
             _recompute(engine, library, results)
             deferred.clear()
-        results[f"{run.source_id}/{run.run_id}"] = load_run(engine, run, defer=True)
-        deferred.setdefault(run.source_id, set()).add(run.run_id)
+        results[f"{run.source_id}/{run.run_id}"] = load_run(engine, run, defer=defer)
+        if defer:
+            deferred.setdefault(run.source_id, set()).add(run.run_id)
     _recompute(engine, library, results)
     released = load_released(engine, library)
     if released:

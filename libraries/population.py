@@ -31,6 +31,7 @@ class PopulationLibrary:
     name = "population"
     table: sa.Table = Person.__table__
     key_column = "person_id"
+    shared_subjects = True
     fields: tuple[str, ...] = ("id_number", "name", "gender", "birth_date", "ethnicity", "region_code", "address",
                                "phone", "marital_status", "death_date")
     masks = {"id_number": mask_resident_id, "address": mask_address, "phone": mask_phone}

@@ -54,6 +54,10 @@ class LibrarySpec(Protocol):
     table: sa.Table  # the library's current (golden) table, e.g. hub.models.Person.__table__
     key_column: str  # its primary-key column (person_id, uscc, licence_id, record_id)
     fields: tuple[str, ...]  # the plain golden fields survivorship decides, e.g. ("id_number", "name", "address", …)
+    # several sources describe the same subjects (a person in 公安, 民政 and 人社): the merge DAG then stores every
+    # pending run's claims before recomputing each subject once (libraries.load); where each subject has one source
+    # (a licence, a credit record) that only adds work, so each run is merged on its own
+    shared_subjects: bool
 
     def claims(self, rows: pa.Table, source_id: str) -> Claims:
         """Staged rows that passed the quality stage (standard data elements + _source_id/_run_id/_source_key)

@@ -76,9 +76,8 @@ def test_collect_and_load_both_libraries(sources, hub_settings, hub_db_url, monk
     collect("scjg_qydj", "run-1")
 
     population = load_pending("population")
-    assert population == {"gongan_hjrk/run-1": {"rows": 5, "loaded": 2, "quarantined": 3, "merged": 0}, "recomputed": {"keys_touched": 2, "versions": 2, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}}
-    assert load_pending("legal_entity") == {"scjg_qydj/run-1": {"rows": 2, "loaded": 1, "quarantined": 1, "merged": 0},
-                                            "recomputed": {"keys_touched": 1, "versions": 1, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}}
+    assert population == {"gongan_hjrk/run-1": {"rows": 5, "loaded": 2, "quarantined": 3, "merged": 0}}
+    assert load_pending("legal_entity") == {"scjg_qydj/run-1": {"rows": 2, "loaded": 1, "quarantined": 1, "merged": 0}}
     assert load_pending("population") == {}, "a loaded run is never loaded twice"
 
     engine = engine_for(hub_db_url)
@@ -119,6 +118,4 @@ def test_second_collection_is_incremental_and_rerun_is_idempotent(sources, hub_s
     assert load_pending("population") == {
         "gongan_hjrk/run-1": {"rows": 5, "loaded": 2, "quarantined": 3, "merged": 0},
         "gongan_hjrk/run-2": {"rows": 1, "loaded": 1, "quarantined": 0, "merged": 0},
-        # run-1's subjects are recomputed before run-2 of the same source is stored: one version each, run by run
-        "recomputed": {"keys_touched": 3, "versions": 3, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0},
     }

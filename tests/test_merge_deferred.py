@@ -153,3 +153,37 @@ def test_a_recompute_cut_short_finishes_on_the_next_call(engine, monkeypatch) ->
     after = {name: sorted(json.dumps(r, sort_keys=True, default=str, ensure_ascii=False) for r in rows(engine, name))
              for name in TABLES}
     assert after == clean
+
+
+@pytest.mark.parametrize(("library", "runs", "waiting", "expected"), [
+    # population, three sources: every run deferred, one recompute at the end
+    ("population", ["gongan_hjrk/a", "minzheng_hydj/b", "renshe_sbcb/c"], {},
+     ["load gongan_hjrk/a deferred", "load minzheng_hydj/b deferred", "load renshe_sbcb/c deferred", "recompute"]),
+    # a second run of a deferred source: the first one's subjects are recomputed before it is stored
+    ("population", ["gongan_hjrk/a", "renshe_sbcb/c", "gongan_hjrk/d"], {},
+     ["load gongan_hjrk/a deferred", "load renshe_sbcb/c deferred", "recompute", "load gongan_hjrk/d deferred", "recompute"]),
+    # one source only: nothing to share, each run merged on its own
+    ("population", ["gongan_hjrk/a", "gongan_hjrk/d"], {}, ["load gongan_hjrk/a", "load gongan_hjrk/d", "recompute"]),
+    # licences: one source per subject, never deferred
+    ("licence", ["licence_scjg/a", "licence_zrzy/b"], {}, ["load licence_scjg/a", "load licence_zrzy/b", "recompute"]),
+    # the rerun of a load cut short after 公安's run: deferred as the uninterrupted load was
+    ("population", ["renshe_sbcb/c"], {"gongan_hjrk": {"a"}}, ["load renshe_sbcb/c deferred", "recompute"]),
+])
+def test_load_pending_defers_only_where_several_sources_share_subjects(monkeypatch, library, runs, waiting, expected) -> None:
+    """The merge DAG's load plan, with the stores and recomputes recorded instead of run."""
+    from types import SimpleNamespace
+
+    import libraries.load as load
+
+    done: list[str] = []
+    pending = [SimpleNamespace(source_id=r.split("/")[0], run_id=r.split("/")[1]) for r in runs]
+    monkeypatch.setattr("quality.stage.check_pending", lambda *args, **kwargs: {})
+    monkeypatch.setattr(load, "engine_for", lambda url: None)
+    monkeypatch.setattr(load, "pending_runs", lambda engine, name: pending)
+    monkeypatch.setattr(load, "pending_runs_of", lambda engine, name: {k: set(v) for k, v in waiting.items()})
+    monkeypatch.setattr(load, "load_run", lambda engine, run, defer=False: done.append(
+        f"load {run.source_id}/{run.run_id}" + (" deferred" if defer else "")) or {"rows": 0})
+    monkeypatch.setattr(load, "recompute_pending", lambda engine, name: done.append("recompute") or {"keys_touched": 0})
+    monkeypatch.setattr(load, "load_released", lambda engine, name: 0)
+    load.load_pending(library)
+    assert done == expected
