@@ -81,6 +81,15 @@ def hub_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def hub_engine(hub_settings, hub_db_url):
+    """The engine of a migrated hub database on each backend (settings isolated)."""
+    from hub.db import engine_for, upgrade
+
+    upgrade(hub_db_url)
+    yield engine_for(hub_db_url)
+
+
 @pytest.fixture(scope="session")
 def airflow_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """An Airflow environment for this test process: its own data root, Airflow home and migrated metadata DB.

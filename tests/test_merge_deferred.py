@@ -13,7 +13,6 @@ import sqlalchemy as sa
 
 import libraries.merge as merge
 from hub.crypto import get_cipher
-from hub.db import engine_for, upgrade
 from hub.lineage import expand
 from hub.models import Base
 from libraries.spec import Claims
@@ -32,9 +31,8 @@ def rid(sequence: int) -> str:
 
 
 @pytest.fixture
-def engine(hub_settings, hub_db_url):
-    upgrade(hub_db_url)
-    yield engine_for(hub_db_url)
+def engine(hub_engine):
+    return hub_engine
 
 
 def source_runs() -> list[tuple[str, dt.datetime, Claims]]:
