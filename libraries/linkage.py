@@ -26,7 +26,7 @@ import yaml
 
 from hub.crypto import get_cipher
 from hub.models import LegalEntity, LinkageDecision, Person, QualityRun, QuarantinedRow, SourceRun
-from libraries.bulk import chunks
+from libraries.bulk import chunks, in_values
 from libraries.merge import merge_claims
 from libraries.overrides import append_audit
 from libraries.spec import Claims
@@ -409,7 +409,7 @@ def linked_id_numbers(engine: sa.Engine, person_keys: list[str]) -> dict[str, st
     with engine.connect() as connection:
         for part in chunks(person_keys):
             found.update(connection.execute(sa.select(Person.person_id, Person.id_number_enc)
-                                            .where(Person.person_id.in_(part))).tuples().all())
+                                            .where(in_values(connection, Person.person_id, part))).tuples().all())
     keys = list(found)
     return dict(zip(keys, get_cipher().decrypt_many([found[k] for k in keys])))
 
