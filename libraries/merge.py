@@ -15,14 +15,14 @@ For one batch of claims from one source run:
 A source record that now claims another subject than before (a corrected ID number: source key k said A, now says B)
 withdraws its claim on the old subject in the same batch, so A is recomputed (tombstoned if no one else claims it).
 Work and memory follow the number of changed claims, in batches of at most BATCH_KEYS subjects, one transaction each.
-
-Deferred merge (defer=True; the merge DAG's load of all pending runs of a library, libraries.load.load_pending):
-step 1 only, and each changed subject is written to merge_pending in the same transaction; recompute_pending then
-recomputes every pending subject once, in key order, from all its live claims. A subject that three sources' runs
-touch gets one survivorship pass and one version instead of three (the population library's first load: 公安, 民政,
-人社). The caller recomputes before a second run of a source already deferred, so no run of a source is folded into
-another run of the same source and the history keeps each source run's state.
 Rewriting a current row drops columns the merge does not produce (a licence's seal_*), so changed licences are re-sealed.
+
+Deferred merge (defer=True; libraries.load.load_pending uses it when runs of several sources of a library whose
+sources share subjects are pending): step 1 only, and each changed subject is written to merge_pending in the same
+transaction; recompute_pending then recomputes every pending subject once, in key order, from all its live claims.
+A subject that three sources' runs touch gets one survivorship pass and one version instead of three (the population
+library's first load: 公安, 民政, 人社). The caller recomputes before a second run of a source already deferred, so no
+run of a source is folded into another run of the same source and the history keeps each source run's state.
 """
 
 from __future__ import annotations
@@ -155,11 +155,11 @@ def _mark_pending(connection: sa.Connection, library: str, keys: list[str], *, s
 
 def pending_runs_of(engine: sa.Engine, library: str) -> dict[str, set[str]]:
     """The source runs whose subjects wait in merge_pending, by source (empty unless a deferred merge was cut short)."""
-    query = sa.select(PENDING.c.source_id, PENDING.c.run_id).where(PENDING.c.library == library).distinct()
-    found: dict[str, set[str]] = {}
     with engine.connect() as connection:
-        for row in connection.execute(query):
-            found.setdefault(row.source_id, set()).add(row.run_id)
+        runs = _pending_times(connection, library)
+    found: dict[str, set[str]] = {}
+    for source_id, run_id in runs:
+        found.setdefault(source_id, set()).add(run_id)
     return found
 
 
