@@ -220,20 +220,40 @@ def _key_kind(frame: Frame, name: str) -> str | None:
         return None
 
 
+KEY_BLOCK_ROWS = 100_000  # rows per block when a large batch's natural keys are derived (one row group of a staged run)
+
+
 def natural_keys(frame: Frame) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """(comparable natural key per row as Arrow text, whether the row has a complete key, an int64 code per key)."""
+    """(comparable natural key per row as Arrow text, whether the row has a complete key, an int64 code per key).
+
+    A large batch is keyed block by block, each block with a frame of its own: the identifier checks behind a key
+    (a resident ID's normalised form, birth date, region … ≈200 bytes a row) are then held for one block at a time,
+    and what the whole batch keeps is the keys' text, one flag and one code a row."""
     names = list(frame.context.profile.natural_key)
     if not names or any(n not in frame.columns for n in names):
         return pa.nulls(frame.rows, pa.string()), np.zeros(frame.rows, dtype=bool), np.full(frame.rows, -1, dtype=np.int64)
     kinds = [_key_kind(frame, n) for n in names]
+    if frame.rows <= KEY_BLOCK_ROWS:
+        keys, complete, codes = _block_keys(frame, names, kinds)
+    else:
+        blocks = [_block_keys(Frame(frame.table.slice(start, KEY_BLOCK_ROWS), frame.context), names, kinds)
+                  for start in range(0, frame.rows, KEY_BLOCK_ROWS)]
+        keys = pa.concat_arrays([block[0] for block in blocks])
+        complete = np.concatenate([block[1] for block in blocks])
+        codes = np.concatenate([block[2] for block in blocks]) if kinds == ["resident-id"] else None
+    if codes is None:  # text keys are coded over the whole batch: a block's dictionary codes mean nothing outside it
+        codes = np.asarray(pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return keys, complete, np.where(complete, codes, -1)
+
+
+def _block_keys(frame: Frame, names: list[str], kinds: list[str | None]) -> tuple[pa.Array, np.ndarray, np.ndarray | None]:
+    """Natural keys of one block: (key text, complete, resident codes for a resident-ID key, else None)."""
     parts = [frame.identifier_key(n, k) if k else pc.fill_null(frame.text(n), "") for n, k in zip(names, kinds)]
     complete = np.logical_and.reduce([np.asarray(pc.not_equal(p, "").to_numpy(zero_copy_only=False), dtype=bool) for p in parts])
     keys = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
-    if kinds == ["resident-id"]:  # the population's key: digits make an integer, far cheaper to group than text
-        codes = frame.resident_codes(names[0])
-    else:
-        codes = np.asarray(pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    return keys, complete, np.where(complete, codes, -1)
+    # the population's key: digits make an integer, far cheaper to group than text
+    codes = frame.resident_codes(names[0]) if kinds == ["resident-id"] else None
+    return (keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys), complete, codes
 
 
 def first_rows(codes: np.ndarray, complete: np.ndarray) -> np.ndarray:
@@ -289,11 +309,13 @@ def duplicate(frame: Frame, rule: Rule) -> Outcome:
         original[fail] = np.asarray(pc.fill_null(key_text.take(pa.array(first[fail])), "").to_numpy(zero_copy_only=False), dtype=object)
     known = frame.context.known_keys
     if known is not None:
-        source_keys = frame.source_keys()
         earlier = known.first_keys(keys, complete)  # source key that first sent the natural key in an earlier run
-        again = complete & (earlier != None) & (earlier != source_keys)  # noqa: E711 - numpy elementwise
-        fail |= again
-        original = np.where(again, earlier, original)
+        sent = np.flatnonzero(complete & (earlier != None))  # noqa: E711 - numpy elementwise
+        if len(sent):  # compared at those rows only: the batch's keys never become Python text
+            mine = np.asarray(pc.fill_null(key_text.take(pa.array(sent)), "").to_numpy(zero_copy_only=False), dtype=object)
+            again = sent[earlier[sent] != mine]
+            fail[again] = True
+            original[again] = earlier[again]
     names = "、".join(_label(rule, n) for n in frame.context.profile.natural_key)
     return Outcome(fail, lambda rows: [f"与本数据源记录 {o} 重复（{names}相同）" for o in original[rows]])
 

@@ -86,6 +86,11 @@ class Evaluation:
         return verdict
 
     @cached_property
+    def source_keys(self) -> pa.Array:
+        """The source's own key of every row as Arrow text ('' where missing)."""
+        return pc.fill_null(self.frame.text("_source_key"), "")
+
+    @cached_property
     def quarantined_rows(self) -> pa.Table:
         """The whole rows (every column) the verdict quarantines, in batch order (taken once, for the quarantine
         file and the encrypted payloads alike)."""
@@ -121,7 +126,7 @@ class Evaluation:
     @cached_property
     def conflicts(self) -> pa.Table:
         """Cross-source conflicts: the subject, this source's value, and the other source's record and value."""
-        keys = self.frame.source_keys()
+        keys = self.source_keys
         parts = []
         for rule in self.rules:
             outcome = self.outcomes[rule.id]
@@ -129,7 +134,7 @@ class Evaluation:
                 continue
             rows = np.flatnonzero(outcome.fail)
             parts.append(pa.table({
-                "row": pa.array(rows, pa.int64()), "source_key": pa.array(keys[rows], pa.string()),
+                "row": pa.array(rows, pa.int64()), "source_key": keys.take(pa.array(rows, pa.int64())),
                 "rule_id": pa.array([rule.id] * len(rows), pa.string()), "field": pa.array([rule.field] * len(rows), pa.string()),
                 **{name: pa.array([None if v is None else str(v) for v in outcome.conflicts[name]], pa.string())
                    for name in ("subject", "value", "reference_source", "reference_key", "reference_value")},
@@ -226,7 +231,7 @@ def _spare_deletions(table: pa.Table | StagedRows, outcomes: dict[str, Outcome])
 
 def _apply_waivers(frame: Frame, outcomes: dict[str, Outcome], waived: frozenset[tuple[str, str]]) -> None:
     """Clear failures a steward accepted (a disputed defect decided in the department's favour)."""
-    keys = frame.source_keys()
+    keys = pc.fill_null(frame.text("_source_key"), "")
     by_rule: dict[str, set[str]] = {}
     for source_key, rule_id in waived:
         by_rule.setdefault(rule_id, set()).add(source_key)
@@ -234,7 +239,7 @@ def _apply_waivers(frame: Frame, outcomes: dict[str, Outcome], waived: frozenset
         outcome = outcomes.get(rule_id)
         if outcome is None:
             continue
-        kept = outcome.fail & ~np.isin(keys, list(source_keys))
+        kept = outcome.fail & ~np.asarray(pc.is_in(keys, value_set=pa.array(sorted(source_keys), pa.string())).to_numpy(zero_copy_only=False), dtype=bool)
         if outcome.conflicts:  # conflict facts are aligned with the failing rows: keep those still failing
             still = kept[np.flatnonzero(outcome.fail)]
             outcome.conflicts = {name: values[still] for name, values in outcome.conflicts.items()}

@@ -31,7 +31,7 @@ from hub.settings import Settings, get_settings
 from quality import store
 from quality.catalogue import load_catalogue, ruleset_version
 from quality.engine import MERGE, QUARANTINE, Evaluation, evaluate
-from quality.frame import RuleContext
+from quality.frame import Frame, RuleContext
 from quality.references import References, build_references, needed_columns, needed_sources
 from quality.staging import StagedRows, current_rows, stage_run, write_verdict
 
@@ -153,7 +153,7 @@ def check_run(engine: sa.Engine, settings: Settings, run: SourceRun, references:
                                safe_run_id(run.run_id), run_time, docs_dir(settings), build_docs=docs is None)
         if docs is not None:
             docs.append(gx)
-    write_verdict(rows_path, evaluation.verdict, evaluation.frame.source_keys())
+    write_verdict(rows_path, evaluation.verdict, evaluation.source_keys)
     write_quarantine_file(settings, run, evaluation)
     fault_point("quality.before_record")  # files written, run not recorded: a rerun checks it again
     with engine.begin() as connection:
@@ -170,7 +170,7 @@ def write_quarantine_file(settings: Settings, run: SourceRun, evaluation: Evalua
     if not len(held):
         return None
     errors = store.messages_by_key(store.group_findings(evaluation.findings), "error")
-    keys = evaluation.frame.source_keys()[held]
+    keys = evaluation.source_keys.take(pa.array(held)).to_pylist()
     table = evaluation.quarantined_rows
     table = table.append_column("_rules", pa.array([",".join(errors[str(k)][0]) for k in keys], pa.string()))
     table = table.append_column("_reason", pa.array(["; ".join(errors[str(k)][1]) for k in keys], pa.string()))
@@ -181,17 +181,18 @@ def write_quarantine_file(settings: Settings, run: SourceRun, evaluation: Evalua
     return path
 
 
-def _subject_keys(evaluation: Evaluation, library: str, rows: np.ndarray) -> list[str | None]:
-    """Subject key of quarantined rows: resident-ID HMAC for persons, USCC for entities, licence id, record id."""
-    frame = evaluation.frame
-    if library == "population" and "resident_id" in frame.columns:
-        ids = frame.identifier_key("resident_id", "resident-id").take(pa.array(rows, pa.int64())).to_pylist()
-        hashed = get_cipher().index_hash_many([i or None for i in ids])
-        return list(hashed)
+def _subject_keys(evaluation: Evaluation, library: str) -> list[str | None]:
+    """Subject key of the quarantined rows: resident-ID HMAC for persons, USCC for entities, licence id, record id.
+
+    Read from the quarantined rows' own frame, so the batch's identifier checks are not derived again for them."""
+    held = Frame(evaluation.quarantined_rows, evaluation.frame.context)
+    if library == "population" and "resident_id" in held.columns:
+        ids = held.identifier_key("resident_id", "resident-id").to_pylist()
+        return list(get_cipher().index_hash_many([i or None for i in ids]))
     name = {"legal_entity": "uscc", "licence": "licence_id", "credit": "record_id"}.get(library)
-    if name and name in frame.columns:
-        return [v if v else None for v in frame.strings(name)[rows].tolist()]
-    return [None] * len(rows)
+    if name and name in held.columns:
+        return [v if v else None for v in held.strings(name).tolist()]
+    return [None] * held.rows
 
 
 def record_run(connection: sa.Connection, run: SourceRun, library: str, department: str, evaluation: Evaluation,
@@ -199,25 +200,26 @@ def record_run(connection: sa.Connection, run: SourceRun, library: str, departme
     """Write everything one checked run produced (inside the caller's transaction)."""
     catalogue = load_catalogue(library)
     findings = store.group_findings(evaluation.findings)
-    keys = evaluation.frame.source_keys()
+    keys = evaluation.source_keys  # Arrow text: a full run's keys never become a million Python str
     verdict = evaluation.verdict
     checked_rules = {r.id for r in evaluation.rules if r.id not in evaluation.skipped}
     rules = {r.id: store.RuleInfo(r.name, r.severity) for r in catalogue.rules}
     defects = store.record_defects(connection, source_id=run.source_id, department=department, run_id=run.run_id, at=run_time,
-                                   findings=findings, seen_keys=keys.tolist(), rules=rules, checked_rules=checked_rules)
+                                   findings=findings, seen_keys=keys, rules=rules, checked_rules=checked_rules)
     held = np.flatnonzero(verdict == QUARANTINE)
     errors = store.messages_by_key(findings, "error")
     payloads = store.row_payloads(evaluation.quarantined_rows) if len(held) else []
     encrypted = get_cipher().encrypt_many(payloads)
-    subjects = _subject_keys(evaluation, library, held)
-    quarantined = [{"source_key": str(keys[r]), "subject_key": subjects[i], "row_enc": encrypted[i],
-                    "rule_ids": ",".join(errors[str(keys[r])][0])[:1024], "reasons": "\n".join(errors[str(keys[r])][1])}
-                   for i, r in enumerate(held)]
+    subjects = _subject_keys(evaluation, library)
+    held_keys = [str(k) for k in keys.take(pa.array(held)).to_pylist()]
+    quarantined = [{"source_key": key, "subject_key": subjects[i], "row_enc": encrypted[i],
+                    "rule_ids": ",".join(errors[key][0])[:1024], "reasons": "\n".join(errors[key][1])}
+                   for i, key in enumerate(held_keys)]
     quarantine = store.record_quarantine(connection, source_id=run.source_id, library=library, run_id=run.run_id, at=run_time,
-                                         quarantined=quarantined, passed_keys=keys[verdict != QUARANTINE])
+                                         quarantined=quarantined, passed_keys=keys.filter(pa.array(verdict != QUARANTINE)))
     conflicts = _conflict_rows(evaluation)
     conflict_counts = store.record_conflicts(connection, source_id=run.source_id, run_id=run.run_id, conflicts=conflicts,
-                                             seen_keys=set(keys.tolist()), checked_rules=checked_rules)
+                                             seen_keys=keys, checked_rules=checked_rules)
     new_keys = known.record(connection, keys, verdict != MERGE, run.run_id)
     counts = evaluation.counts()
     failing_any = np.zeros(evaluation.rows, dtype=bool)

@@ -99,6 +99,7 @@ class StagedRows:
         self.num_rows = metadata.num_rows
         self.column_names = self.schema.names
         self._columns: dict[str, pa.ChunkedArray] = {}
+        self._group_starts = np.cumsum([0] + [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)])
 
     def column(self, name: str) -> pa.ChunkedArray:
         """One column of the run (read once)."""
@@ -107,6 +108,17 @@ class StagedRows:
                 raise KeyError(f"{self.path}: 无此列 no column {name!r}")
             self._columns[name] = pq.read_table(self.path, columns=[name]).column(0)
         return self._columns[name]
+
+    def column_range(self, name: str, offset: int, length: int) -> pa.ChunkedArray:
+        """Rows [offset, offset + length) of one column: from memory if the column was read whole, else only the row
+        groups that hold them (a block of the row-by-row rules then holds its own rows, not the run's column)."""
+        if name in self._columns or not length:
+            return self.column(name).slice(offset, length)
+        if name not in self.column_names:
+            raise KeyError(f"{self.path}: 无此列 no column {name!r}")
+        first, last = (int(g) for g in np.searchsorted(self._group_starts, [offset, offset + length - 1], side="right") - 1)
+        part = pq.ParquetFile(self.path).read_row_groups(range(first, last + 1), columns=[name]).column(0)
+        return part.slice(offset - int(self._group_starts[first]), length)
 
     def slice(self, offset: int, length: int) -> "_RowRange":
         """Consecutive rows of the run, reading through this run's columns."""
@@ -137,8 +149,12 @@ class _RowRange:
         self.schema, self.column_names = rows.schema, rows.column_names
 
     def column(self, name: str) -> pa.ChunkedArray:
-        """One column over these rows (a zero-copy slice)."""
-        return self._rows.column(name).slice(self._offset, self.num_rows)
+        """One column over these rows (read from the run's file unless the run holds the column whole)."""
+        return self._rows.column_range(name, self._offset, self.num_rows)
+
+    def slice(self, offset: int, length: int) -> "_RowRange":
+        """Rows of this range, as a range of the run."""
+        return _RowRange(self._rows, self._offset + offset, max(0, min(length, self.num_rows - offset)))
 
 
 def rows_with_keys(path: Path, keys: Collection[str]) -> pa.Table:
@@ -209,10 +225,11 @@ def _rows_by_piece(rows: np.ndarray, lengths: list[int]) -> Iterator[tuple[int, 
         start += length
 
 
-def write_verdict(path: Path, verdict: np.ndarray, source_keys: np.ndarray) -> Path:
+def write_verdict(path: Path, verdict: np.ndarray, source_keys: pa.Array | np.ndarray) -> Path:
     """Store each row's verdict next to its staged rows."""
     target = path.with_name(VERDICT_FILE)
-    _write_atomically(pa.table({"_source_key": pa.array(source_keys, pa.string()), "_verdict": pa.array(verdict, pa.int8())}), target)
+    keys = source_keys if isinstance(source_keys, pa.Array) else pa.array(source_keys, pa.string())
+    _write_atomically(pa.table({"_source_key": keys, "_verdict": pa.array(verdict, pa.int8())}), target)
     return target
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -73,22 +74,44 @@ def upsert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]
 SCAN_FROM = 4  # a source with at most this many stored rows per key asked for is read whole instead (a full reload)
 
 
-def rows_of_keys(connection: sa.Connection, table: sa.Table, source_id: str, keys: set[Any],
+def as_text(values: Any) -> pa.Array:
+    """Keys as one Arrow text array: a batch's keys stay compact (≈ their bytes) instead of a Python str each."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+    return pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+
+
+def members(values: list[Any], keys: pa.Array) -> np.ndarray:
+    """Whether each of a few values (rows read back) is one of a batch's keys."""
+    if not values:
+        return np.zeros(0, dtype=bool)
+    return members_of(pa.array([v if isinstance(v, str) else None for v in values], pa.string()), keys)
+
+
+def rows_of_keys(connection: sa.Connection, table: sa.Table, source_id: str, keys: Any,
                  columns: list[Any] | None = None, key: str = "source_key") -> list[Any]:
-    """A source's rows whose `key` column (its source record key by default) is one of `keys`: looked up in chunks by
-    the table's (source_id, key, …) index, so a 1 % run reads its own records' rows rather than everything its source
-    ever had; when the source has few rows for the keys asked (at most SCAN_FROM per key: a full reload), one scan of
-    the source is cheaper. `columns` must include the key column."""
-    texts = sorted(k for k in keys if isinstance(k, str))  # the key columns are text: nothing else can match
-    if not texts:
+    """A source's rows whose `key` column (its source record key by default) is one of `keys` (an Arrow text array
+    or a collection of str): looked up in chunks by the table's (source_id, key, …) index, so a 1 % run reads its
+    own records' rows rather than everything its source ever had; when the source has few rows for the keys asked
+    (at most SCAN_FROM per key: a full reload), one scan of the source is cheaper. `columns` must include the key
+    column. The keys stay Arrow text throughout: a full run's million keys never become a Python set."""
+    asked = as_text(keys).drop_null()
+    if not len(asked):
         return []
     mine = table.c.source_id == source_id
     selected = sa.select(*(columns or [table])).where(mine)
     stored = connection.execute(sa.select(sa.func.count()).select_from(table).where(mine)).scalar_one()
-    if stored <= SCAN_FROM * len(texts):
-        wanted = set(texts)
-        return [row for row in connection.execute(selected) if getattr(row, key) in wanted]
-    return [row for chunk in _chunks(texts) for row in connection.execute(selected.where(table.c[key].in_(chunk)))]
+    if stored <= SCAN_FROM * len(asked):
+        if not stored:  # a source's first run: nothing to read, and no hash set of its keys to build
+            return []
+        rows = list(connection.execute(selected))
+        # hashed on the side read back, never larger than SCAN_FROM × the keys asked
+        found = set(asked.filter(pa.array(members_of(asked, pa.array([getattr(r, key) for r in rows], pa.string())))).to_pylist())
+        return [row for row in rows if getattr(row, key) in found]
+    wanted = pc.unique(asked)
+    wanted = wanted.take(pc.sort_indices(wanted))  # in key order: the index's pages are visited once each
+    return [row for at in range(0, len(wanted), CHUNK)
+            for row in connection.execute(selected.where(table.c[key].in_(wanted.slice(at, CHUNK).to_pylist())))]
 
 
 def _active_ticket(connection: sa.Connection, department: str, source_id: str, rule_id: str, rule: RuleInfo,
@@ -137,7 +160,7 @@ def refresh_tickets(connection: sa.Connection, ticket_ids: Iterable[int], at: da
 
 
 def record_defects(connection: sa.Connection, *, source_id: str, department: str, run_id: str, at: datetime,
-                   findings: list[Finding], seen_keys: Iterable[str], rules: dict[str, RuleInfo],
+                   findings: list[Finding], seen_keys: Iterable[str] | pa.Array, rules: dict[str, RuleInfo],
                    checked_rules: set[str] | None = None) -> dict[str, int]:
     """Open, refresh, reopen and resolve a source's defects after one run; keep tickets in step.
 
@@ -147,10 +170,11 @@ def record_defects(connection: sa.Connection, *, source_id: str, department: str
     """
     table = QualityDefect.__table__
     by_key = {(f.source_key, f.rule_id): f for f in findings}
-    seen = set(seen_keys)
+    seen = as_text(seen_keys)
     # one read of the run's records' defects serves both steps: the loop below only writes defects of by_key,
     # so the open defects it leaves to resolve are as read here
-    stored = rows_of_keys(connection, table, source_id, seen | {f.source_key for f in findings})
+    stored = rows_of_keys(connection, table, source_id, joined(seen, as_text(f.source_key for f in findings)))
+    stored_seen = members([row.source_key for row in stored], seen)
     existing = {(row.source_key, row.rule_id): row for row in stored}
     touched_tickets: set[int] = set()
     inserts, opened, refreshed, reopened = [], 0, 0, 0
@@ -188,8 +212,8 @@ def record_defects(connection: sa.Connection, *, source_id: str, department: str
     for chunk in _chunks(inserts):
         connection.execute(sa.insert(table), chunk)
     resolved = []
-    for row in stored:
-        if (row.status == "open" and row.source_key in seen and (checked_rules is None or row.rule_id in checked_rules)
+    for row, was_seen in zip(stored, stored_seen):
+        if (row.status == "open" and was_seen and (checked_rules is None or row.rule_id in checked_rules)
                 and (row.source_key, row.rule_id) not in by_key):
             resolved.append(row.id)
             if row.ticket_id is not None:
@@ -229,14 +253,13 @@ def row_payloads(table: pa.Table) -> list[str]:
 
 
 def record_quarantine(connection: sa.Connection, *, source_id: str, library: str, run_id: str, at: datetime,
-                      quarantined: list[dict[str, Any]], passed_keys: np.ndarray) -> dict[str, int]:
+                      quarantined: list[dict[str, Any]], passed_keys: pa.Array | Iterable[str]) -> dict[str, int]:
     """Hold the run's failing rows; release earlier held versions of records that now passed.
 
     quarantined: dicts with source_key, subject_key, row_enc, rule_ids, reasons.
     """
     table = QuarantinedRow.__table__
-    passed = set(passed_keys.tolist())
-    released = sorted(r.source_key for r in rows_of_keys(connection, table, source_id, passed, [table.c.source_key, table.c.status])
+    released = sorted(r.source_key for r in rows_of_keys(connection, table, source_id, passed_keys, [table.c.source_key, table.c.status])
                       if r.status in ("quarantined", "release_pending"))
     rows = [{"source_id": source_id, "run_id": run_id, "library": library, "status": "quarantined", "quarantined_at": at,
              "released_at": None, "released_run_id": None, **q} for q in quarantined]
@@ -252,18 +275,20 @@ def record_quarantine(connection: sa.Connection, *, source_id: str, library: str
 # ------------------------------------------------------------------------------------------------
 
 def record_conflicts(connection: sa.Connection, *, source_id: str, run_id: str, conflicts: list[dict[str, Any]],
-                     seen_keys: set[str], checked_rules: set[str]) -> dict[str, int]:
+                     seen_keys: pa.Array | Iterable[str], checked_rules: set[str]) -> dict[str, int]:
     """Store this run's conflicts; conflicts of re-sent records that now agree become resolved."""
     table = QualityConflict.__table__
+    seen = as_text(seen_keys)
     current = {(c["source_key"], c["rule_id"]) for c in conflicts}
     # only the run's records can agree again or carry a first run: their earlier conflicts are all that is read
-    asked = set(seen_keys) | {key for key, _ in current}
+    asked = joined(seen, as_text(key for key, _ in current))
     first = {(r.source_key, r.rule_id): r.first_run_id for r in rows_of_keys(
         connection, table, source_id, asked, [table.c.source_key, table.c.rule_id, table.c.first_run_id])}
     rows = [{"source_id": source_id, "status": "open", "last_run_id": run_id,
              "first_run_id": first.get((c["source_key"], c["rule_id"]), run_id), **c} for c in conflicts]
     upsert(connection, table, rows, ["source_id", "source_key", "rule_id"])
-    agreeing = [key for key in first if key not in current and key[0] in seen_keys and key[1] in checked_rules]
+    resent = members([source_key for source_key, _ in first], seen)
+    agreeing = [key for key, again in zip(first, resent) if key not in current and again and key[1] in checked_rules]
     for source_key, rule_id in agreeing:
         connection.execute(sa.update(table).where(table.c.source_id == source_id, table.c.source_key == source_key,
                                                   table.c.rule_id == rule_id).values(status="resolved", last_run_id=run_id))
@@ -279,6 +304,7 @@ class KnownKeys:
     Only the keys of the batch being checked are looked up (by the unique index on source and hash), so a 1 % run
     reads its own few thousand keys, not the million its source sent before. When the batch is about as large as
     what is stored (a full reload), one scan of the source's keys is cheaper than the lookups and is used instead.
+    A batch's HMACs are kept as Arrow text (≈68 bytes a row), not a Python str each (≈120).
     """
 
     def __init__(self, engine: sa.Engine, source_id: str, hasher: Any) -> None:
@@ -286,20 +312,22 @@ class KnownKeys:
         self.source_id = source_id
         self.hasher = hasher
         self.first: dict[str, str] = {}  # key hash → source key that first sent it (for the batch's hashes)
-        self._hashes: np.ndarray | None = None
+        self._batch_rows = -1  # rows of the batch the hashes belong to
+        self._rows = np.zeros(0, dtype=np.int64)  # the batch's rows with a complete key …
+        self._hashes = pa.chunked_array([], pa.string())  # … and the HMAC of each
 
-    def hashes(self, keys: pa.Array, complete: np.ndarray) -> np.ndarray:
-        """HMAC of each complete key (None elsewhere), computed once per batch; their earlier senders looked up."""
-        if self._hashes is None or len(self._hashes) != len(keys):
-            out = np.full(len(keys), None, dtype=object)
+    def hashes(self, keys: pa.Array, complete: np.ndarray) -> pa.ChunkedArray:
+        """HMAC of each complete key (in row order), computed once per batch; their earlier senders looked up."""
+        if self._batch_rows != len(keys):
             rows = np.flatnonzero(complete)
-            if len(rows):
-                out[rows] = self.hasher(keys.take(pa.array(rows)).to_pylist())
-            self._hashes = out
-            self.first = self._lookup({h for h in out[rows]})
+            self._hashes = pa.chunked_array(  # a chunk of Python text at a time
+                [pa.array(self.hasher(keys.take(pa.array(rows[at:at + RECORD_CHUNK])).to_pylist()), pa.string())
+                 for at in range(0, len(rows), RECORD_CHUNK)], pa.string())
+            self._rows, self._batch_rows = rows, len(keys)
+            self.first = self._lookup(self._hashes)
         return self._hashes
 
-    def _lookup(self, hashes: set[str]) -> dict[str, str]:
+    def _lookup(self, hashes: pa.ChunkedArray) -> dict[str, str]:
         """Earlier senders of the given hashes: by the index in chunks, or one scan when the batch is large."""
         table = QualityNaturalKey.__table__
         with self.engine.connect() as connection:
@@ -309,23 +337,48 @@ class KnownKeys:
     def first_keys(self, keys: pa.Array, complete: np.ndarray) -> np.ndarray:
         """The source key that first sent each row's natural key in an earlier run (None if none did)."""
         hashes = self.hashes(keys, complete)
-        return np.array([self.first.get(h) if h is not None else None for h in hashes], dtype=object)
+        out = np.full(len(keys), None, dtype=object)
+        if self.first:
+            at = pc.index_in(hashes, value_set=pa.array(list(self.first), pa.string()))
+            found = np.flatnonzero(np.asarray(pc.is_valid(at).to_numpy(zero_copy_only=False), dtype=bool))
+            senders = np.asarray(list(self.first.values()), dtype=object)
+            out[self._rows[found]] = senders[np.asarray(at.take(pa.array(found)).to_numpy(zero_copy_only=False), dtype=np.int64)]
+        return out
 
-    def record(self, connection: sa.Connection, source_keys: np.ndarray, keep: np.ndarray, run_id: str) -> int:
+    def record(self, connection: sa.Connection, source_keys: pa.Array | np.ndarray, keep: np.ndarray, run_id: str) -> int:
         """Remember the natural keys first sent in this run (rows in keep that carry a complete key)."""
-        if self._hashes is None:
+        if self._batch_rows < 0:
             return 0
-        chosen: dict[str, str] = {}  # hash → the first kept row's source key
-        for h, key in zip(self._hashes[keep], source_keys[keep]):
-            if h is not None and h not in self.first and h not in chosen:
-                chosen[h] = key
-        # in hash order: the unique index's pages are then visited once each, not at random for every key
-        hashes = sorted(chosen)
-        done = 0
-        for part in _chunks(hashes, RECORD_CHUNK):
-            done += insert_rows(connection, QualityNaturalKey.__table__, [
-                {"source_id": self.source_id, "key_hash": h, "source_key": str(chosen[h]), "first_run_id": run_id} for h in part])
+        hashes = self._hashes
+        new = keep[self._rows]
+        if self.first:
+            new &= ~members_of(hashes, pa.array(list(self.first), pa.string()))
+        # in hash order (the unique index's pages are then visited once each), the first kept row of each hash:
+        # a stable sort puts a hash's earliest row first. Only the order (8 bytes a row) is held, no text copied.
+        order = np.asarray(pc.sort_indices(hashes).to_numpy(), dtype=np.int64)
+        order = order[new[order]]
+        keys = as_text(source_keys)
+        done, previous = 0, None
+        for at in range(0, len(order), RECORD_CHUNK):
+            part = order[at:at + RECORD_CHUNK]
+            rows = []
+            for h, k in zip(hashes.take(pa.array(part)).to_pylist(), keys.take(pa.array(self._rows[part])).to_pylist()):
+                if h != previous:
+                    rows.append({"source_id": self.source_id, "key_hash": h, "source_key": str(k), "first_run_id": run_id})
+                    previous = h
+            done += insert_rows(connection, QualityNaturalKey.__table__, rows)
         return done
+
+
+def members_of(values: pa.Array | pa.ChunkedArray, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Whether each value of an Arrow text array is one of keys (False for null)."""
+    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    return np.asarray(pc.fill_null(pc.is_in(values, value_set=keys), False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def joined(*arrays: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """Arrow text arrays one after another, without copying them."""
+    return pa.chunked_array([chunk for a in arrays for chunk in (a.chunks if isinstance(a, pa.ChunkedArray) else [a])], pa.string())
 
 
 def group_findings(findings: pa.Table) -> list[Finding]:

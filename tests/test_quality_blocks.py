@@ -119,3 +119,25 @@ def test_rows_with_keys_equals_filtering_the_whole_run(tmp_path_factory, groups,
     keys = data.draw(st.lists(st.sampled_from(table.column("_source_key").to_pylist() + ["absent"]), max_size=8))
     expected = table.filter(pc.is_in(table.column("_source_key"), value_set=pa.array(keys, pa.string())))
     assert staging.rows_with_keys(path, keys).equals(expected)
+
+
+def test_natural_keys_over_blocks_are_the_whole_batchs(province, monkeypatch) -> None:
+    """A large batch's natural keys are derived block by block: the same keys, flags and duplicate groups as over the
+    whole batch, for resident-ID keys (integer codes) and text keys (coded over the whole batch) alike."""
+    from quality import checks
+    from quality.frame import Frame
+
+    tables, references = province
+    kinds = set()
+    for source_id, table in tables.items():
+        if table.num_rows <= BLOCK or not load_catalogue(get_source(source_id).library).profile(source_id).natural_key:
+            continue
+        whole = checks.natural_keys(Frame(table, _context(source_id, references)))
+        with monkeypatch.context() as patch:
+            patch.setattr(checks, "KEY_BLOCK_ROWS", BLOCK)
+            blocked = checks.natural_keys(Frame(table, _context(source_id, references)))
+        assert blocked[0].equals(whole[0]), source_id
+        assert (blocked[1] == whole[1]).all(), source_id
+        assert (checks.first_rows(blocked[2], blocked[1]) == checks.first_rows(whole[2], whole[1])).all(), source_id
+        kinds.add("resident" if (whole[2] > 10**15).any() else "text")
+    assert kinds == {"resident", "text"}
