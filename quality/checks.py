@@ -354,7 +354,8 @@ def _compare(frame: Frame, rule: Rule, lookup_name: str, ready: str, what: str) 
     value_field, key_field = rule.fields[:2]
     keys = frame.identifier_key(key_field, "resident-id" if lookup_name == "person" else "uscc")
     lookup = refs.persons if lookup_name == "person" else refs.entities
-    positions = lookup.positions(keys)
+    # persons are found by their resident ID's integer code: an index of 8-byte codes, not of the IDs' text
+    positions = lookup.positions_of_codes(frame.resident_codes(key_field)) if lookup_name == "person" else lookup.positions(keys)
     reference = _take_text(lookup.values, positions)
     mine = comparable_names(frame.text(value_field))
     differ = pc.and_(pc.not_equal(mine, reference), pc.not_equal(reference, ""))
@@ -440,7 +441,7 @@ def subject_exists(frame: Frame, rule: Rule) -> Outcome:
         is_person = np.asarray(pc.not_equal(person, "").to_numpy(zero_copy_only=False), dtype=bool)
         usable = frame.present(name) & (is_person | (frame.uscc(name).department != ""))  # invalid codes are the identifier rules' business
         has_code |= usable
-        found |= usable & (refs.persons.contains(person) | refs.entities.contains(code))
+        found |= usable & ((refs.persons.positions_of_codes(frame.resident_codes(name)) >= 0) | refs.entities.contains(code))
     fail = has_code & ~found
     shown = {n: frame.strings(n) for n in names}
 

@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 from quality.catalogue import load_catalogue
 from schemas import identifiers
 
+CODE_BLOCK_KEYS = 1_000_000  # resident IDs turned into integer codes at a time
+
 
 def comparable_names(values: pa.Array) -> pa.Array:
     """Names as compared across departments: NFKC, no white space at all (messiness is not a conflict)."""
@@ -88,10 +90,14 @@ class Lookup:
     @cached_property
     def _sorted_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(sorted int64 resident codes of the keys, their positions) for integer lookups."""
-        from quality.frame import resident_codes
+        from quality.frame import ascii_unicode, resident_codes
 
-        text = np.asarray(self.keys.to_numpy(zero_copy_only=False)).astype("<U18")
-        codes = resident_codes(text)
+        codes = np.empty(len(self.keys), dtype=np.int64)
+        for start in range(0, len(self.keys), CODE_BLOCK_KEYS):  # a block's fixed-width text at a time (72 bytes a key)
+            keys = self.keys.slice(start, CODE_BLOCK_KEYS)
+            text = ascii_unicode(keys)
+            codes[start:start + len(keys)] = resident_codes(
+                text if text is not None and text.dtype == "<U18" else np.asarray(keys.to_numpy(zero_copy_only=False)).astype("<U18"))
         order = np.argsort(codes, kind="stable")
         return codes[order], order
 
