@@ -128,11 +128,15 @@ def decimal(values: pa.Array) -> Result:
     if pa.types.is_decimal(values.type) or pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
         return pc.cast(values, target), _no_errors(len(values))
     raw, _ = text(halfwidth(values)[0])
-    number = pc.match_substring_regex(raw, r"^-?\d+(\.\d{1,6})?$")
-    usable = pc.if_else(pc.fill_null(number, False), raw, pa.scalar(None, pa.string()))
+    number = pc.fill_null(pc.match_substring_regex(raw, r"^-?\d+(\.\d{1,6})?$"), False)
+    # decimal(20, 6) holds 14 digits before the point (leading zeros aside): a longer number is out of range, not
+    # a cast error
+    fits = pc.fill_null(pc.match_substring_regex(raw, r"^-?0*\d{1,14}(\.\d{1,6})?$"), False)
+    usable = pc.if_else(fits, raw, pa.scalar(None, pa.string()))
     parsed = pc.cast(usable, target)
     failed = pc.and_(pc.is_valid(raw), pc.is_null(parsed))
-    errors = pc.if_else(failed, pc.binary_join_element_wise("无法识别的金额 not a number: ", raw, ""), pa.scalar(None, pa.string()))
+    message = pc.if_else(number, pa.scalar("金额超出范围（整数部分最多 14 位） amount out of range: "), pa.scalar("无法识别的金额 not a number: "))
+    errors = pc.if_else(failed, pc.binary_join_element_wise(message, raw, ""), pa.scalar(None, pa.string()))
     return parsed, errors
 
 

@@ -86,6 +86,14 @@ def test_property_normalisers_never_raise_and_keep_length(values) -> None:
         assert len(result) == len(values) == len(errors), name
 
 
+def test_decimal_out_of_range_is_an_error_not_a_crash() -> None:
+    """Regression (found by the property test): 15+ digits before the point do not fit decimal(20, 6)."""
+    result, errors = normalize.decimal(pa.array(["123456789012345", "00000000000000000012", "12345678901234.5", "x"]))
+    assert [None if v is None else str(v) for v in result.to_pylist()] == [None, "12.000000", "12345678901234.500000", None]
+    assert errors.to_pylist()[0].startswith("金额超出范围") and errors.to_pylist()[1:3] == [None, None]
+    assert errors.to_pylist()[3].startswith("无法识别的金额")
+
+
 def test_join_messages_keeps_every_row() -> None:
     """Regression: pyarrow's own join drops rows when one input is all null."""
     joined = normalize.join_messages([pa.array(["m", None, "m"]), pa.array([None, None, None], pa.string())], 3)
