@@ -74,8 +74,9 @@ def upsert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]
 SCAN_FROM = 4  # a source with at most this many stored rows per key asked for is read whole instead (a full reload)
 
 
-def as_text(values: Any) -> pa.Array:
-    """Keys as one Arrow text array: a batch's keys stay compact (≈ their bytes) instead of a Python str each."""
+def as_text(values: Any) -> pa.Array | pa.ChunkedArray:
+    """Keys as Arrow text (an Arrow array or chunked array stays as given): a batch's keys stay compact (≈ their
+    bytes) instead of a Python str each."""
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
     return pa.array([v if isinstance(v, str) else None for v in values], pa.string())
