@@ -52,7 +52,10 @@ class Lookup:
             return cls.empty()
         keys = pa.concat_arrays([p[0] for p in parts])
         values = pa.concat_arrays([pc.cast(p[1], pa.string()) for p in parts])
-        source_ids = pa.concat_arrays([pa.array([p[2]] * len(p[0]), pa.string()) for p in parts])
+        # one byte a key (a dictionary of the few anchor sources), not the source id's text again for every key
+        names = sorted({p[2] for p in parts})
+        source_ids = pa.DictionaryArray.from_arrays(
+            pa.array(np.concatenate([np.full(len(p[0]), names.index(p[2]), dtype=np.int8) for p in parts])), pa.array(names, pa.string()))
         source_keys = pa.concat_arrays([pc.cast(p[3], pa.string()) for p in parts])
         extra = pa.concat_arrays([pc.cast(d, pa.string()) for d in details]) if details else pa.nulls(len(keys), pa.string())
         usable = pc.and_(pc.is_valid(keys), pc.not_equal(pc.fill_null(keys, ""), ""))
@@ -87,27 +90,30 @@ class Lookup:
         index = pd.Index(pd.array(pc.cast(self.keys, pa.string()), dtype="string[pyarrow]"))
         return index if index.is_unique else None
 
-    @cached_property
-    def _sorted_codes(self) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted int64 resident codes of the keys, their positions) for integer lookups."""
+    def _codes(self) -> np.ndarray:
+        """The keys' int64 resident codes, in key order, a block of keys' fixed-width text (72 bytes a key) at a time."""
         from quality.frame import ascii_unicode, resident_codes
 
         codes = np.empty(len(self.keys), dtype=np.int64)
-        for start in range(0, len(self.keys), CODE_BLOCK_KEYS):  # a block's fixed-width text at a time (72 bytes a key)
+        for start in range(0, len(self.keys), CODE_BLOCK_KEYS):
             keys = self.keys.slice(start, CODE_BLOCK_KEYS)
             text = ascii_unicode(keys)
             codes[start:start + len(keys)] = resident_codes(
                 text if text is not None and text.dtype == "<U18" else np.asarray(keys.to_numpy(zero_copy_only=False)).astype("<U18"))
+        return codes
+
+    @cached_property
+    def _sorted_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted int64 resident codes of the keys, their positions): the integer lookup when codes repeat."""
+        codes = self._codes()
         order = np.argsort(codes, kind="stable")
         return codes[order], order
 
     @cached_property
     def _code_index(self):
-        """A hashed pandas index over the keys' int64 codes (None if two keys share a code)."""
-        sorted_codes, order = self._sorted_codes
-        codes = np.empty_like(sorted_codes)
-        codes[order] = sorted_codes  # position i holds key i's code
-        index = pd.Index(codes)
+        """A hashed pandas index over the keys' int64 codes (None if two keys share a code); only it is kept, not a
+        sorted copy of the codes beside it."""
+        index = pd.Index(self._codes())
         return index if index.is_unique else None
 
     def positions_of_codes(self, codes: np.ndarray) -> np.ndarray:
