@@ -589,7 +589,8 @@ def run_phase(root: Path, phase: str, plan: list[tuple[str, str]], results: list
 
 def summary(results: list[dict], full: float, incremental: float, scale: float) -> dict[str, Any]:
     """Headline figures: totals, the incremental share, the pipeline's peak memory."""
-    pipeline = [r for r in results if r["stage"] not in ("world", "change")]
+    # a stage run with an argument is labelled "stage:argument" (the world's is "world:<scale>")
+    pipeline = [r for r in results if r["stage"].split(":")[0] not in ("world", "change")]
     peaks = [max(r["peak_rss_mib"], r.get("peak_rss_workers_mib", 0)) for r in pipeline]
     return {
         "scale": scale,
