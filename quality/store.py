@@ -71,7 +71,10 @@ def upsert(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]
 # Defects and tickets
 # ------------------------------------------------------------------------------------------------
 
-SCAN_FROM = 4  # a source with at most this many stored rows per key asked for is read whole instead (a full reload)
+# A source with at most this many stored rows per key asked for is read whole instead (a full reload). 1, not 4: in
+# a 1 % run of 人社 at scale 1 (≈6,700 records; the source has 33,529 stored defects) the lookups took 0.08 s, the scan
+# 0.69–0.85 s; the 1 % quality stages of population and licence ran 0.5–1 s faster, credit the same.
+SCAN_FROM = 1
 
 
 def as_text(values: Any) -> pa.Array | pa.ChunkedArray:
