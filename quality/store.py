@@ -85,11 +85,9 @@ def as_text(values: Any) -> pa.Array | pa.ChunkedArray:
     return pa.array([v if isinstance(v, str) else None for v in values], pa.string())
 
 
-def members(values: list[Any], keys: pa.Array) -> np.ndarray:
+def members(values: list[Any], keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Whether each of a few values (rows read back) is one of a batch's keys."""
-    if not values:
-        return np.zeros(0, dtype=bool)
-    return members_of(pa.array([v if isinstance(v, str) else None for v in values], pa.string()), keys)
+    return members_of(as_text(values), keys)
 
 
 def rows_of_keys(connection: sa.Connection, table: sa.Table, source_id: str, keys: Any,
@@ -110,7 +108,7 @@ def rows_of_keys(connection: sa.Connection, table: sa.Table, source_id: str, key
             return []
         rows = list(connection.execute(selected))
         # hashed on the side read back, never larger than SCAN_FROM × the keys asked
-        found = set(asked.filter(pa.array(members_of(asked, pa.array([getattr(r, key) for r in rows], pa.string())))).to_pylist())
+        found = set(asked.filter(pa.array(members_of(asked, as_text(getattr(r, key) for r in rows)))).to_pylist())
         return [row for row in rows if getattr(row, key) in found]
     wanted = pc.unique(asked)
     wanted = wanted.take(pc.sort_indices(wanted))  # in key order: the index's pages are visited once each
