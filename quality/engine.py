@@ -85,10 +85,10 @@ class Evaluation:
         verdict[self.error_mask] = QUARANTINE
         return verdict
 
-    @cached_property
+    @property
     def source_keys(self) -> pa.Array:
         """The source's own key of every row as Arrow text ('' where missing)."""
-        return pc.fill_null(self.frame.text("_source_key"), "")
+        return self.frame.source_keys()
 
     @cached_property
     def quarantined_rows(self) -> pa.Table:
@@ -231,7 +231,7 @@ def _spare_deletions(table: pa.Table | StagedRows, outcomes: dict[str, Outcome])
 
 def _apply_waivers(frame: Frame, outcomes: dict[str, Outcome], waived: frozenset[tuple[str, str]]) -> None:
     """Clear failures a steward accepted (a disputed defect decided in the department's favour)."""
-    keys = pc.fill_null(frame.text("_source_key"), "")
+    keys = frame.source_keys()
     by_rule: dict[str, set[str]] = {}
     for source_key, rule_id in waived:
         by_rule.setdefault(rule_id, set()).add(source_key)

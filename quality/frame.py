@@ -181,10 +181,10 @@ class Frame:
             return np.where(check.valid, resident_codes(check.normalised), -1)
         return self._cached("resident-codes", name, make)
 
-    def source_keys(self) -> np.ndarray:
-        """The source's own key of every row (text)."""
-        return self._cached("keys", "_source_key", lambda: np.asarray(
-            pc.fill_null(self.text("_source_key"), "").to_numpy(zero_copy_only=False), dtype=object))
+    def source_keys(self) -> pa.Array:
+        """The source's own key of every row as Arrow text ('' where missing): a run's keys stay compact, never a
+        Python str each."""
+        return self._cached("keys", "_source_key", lambda: pc.fill_null(self.text("_source_key"), ""))
 
 
 def _present(values: pa.Array) -> np.ndarray:

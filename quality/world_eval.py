@@ -160,8 +160,7 @@ def compare_with_manifest(evaluations: dict[str, Evaluation], manifest: pa.Table
     quarantined_clean, flagged_clean, rows = [], set(), 0
     for source_id, evaluation in evaluations.items():
         rows += evaluation.rows
-        keys = evaluation.frame.source_keys()
-        for key in keys[evaluation.verdict == QUARANTINE].tolist():
+        for key in evaluation.source_keys.filter(pa.array(evaluation.verdict == QUARANTINE)).to_pylist():
             if (source_id, key) not in dirty:
                 quarantined_clean.append(f"{source_id}/{key}")
     for s, k in zip(flagged.column("source").to_pylist(), flagged.column("record_key").to_pylist()):
