@@ -133,14 +133,7 @@ class Frame:
 
     def unicode(self, name: str) -> np.ndarray:
         """The column as a fixed-width numpy unicode array ('' where missing): the identifier checks' fastest input."""
-        def make() -> np.ndarray:
-            values = pc.fill_null(self.text(name), "")
-            fast = ascii_unicode(values)
-            if fast is not None:
-                return fast
-            width = max(int(pc.max(pc.utf8_length(values)).as_py() or 1), 1) if len(values) else 1
-            return np.asarray(values.to_numpy(zero_copy_only=False)).astype(f"<U{width}")
-        return self._cached("unicode", name, make)
+        return self._cached("unicode", name, lambda: unicode_array(pc.fill_null(self.text(name), "")))
 
     def resident(self, name: str) -> identifiers.ResidentIdResult:
         """The resident-ID check of a column (birth date not after the reference date)."""
@@ -210,6 +203,15 @@ def first_bytes(values: pa.StringArray) -> tuple[np.ndarray, np.ndarray]:
     empty = offsets[1:] == offsets[:-1]
     first = raw[np.minimum(offsets[:-1], len(raw) - 1)]
     return np.where(empty, 0, first).astype(np.uint8), empty
+
+
+def unicode_array(values: pa.Array) -> np.ndarray:
+    """A null-free Arrow string array as a fixed-width numpy unicode array (straight from the buffers when ASCII)."""
+    fast = ascii_unicode(values)
+    if fast is not None:
+        return fast
+    width = max(int(pc.max(pc.utf8_length(values)).as_py() or 1), 1) if len(values) else 1
+    return np.asarray(values.to_numpy(zero_copy_only=False)).astype(f"<U{width}")
 
 
 def ascii_unicode(values: pa.Array) -> np.ndarray | None:

@@ -232,8 +232,9 @@ def validate(pass_columns: dict[str, Any], rules: list[Rule], suite_name: str, r
         result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
         # GX's execution engine keeps every batch it validated (the run's pass columns as a DataFrame): let it go,
         # or a stage holds the columns of all its runs until it ends.
-        workspace.datasource.get_execution_engine().batch_manager.reset_batch_cache()
-        workspace.datasource.get_execution_engine().batch_manager.batch_data_cache.clear()
+        batches = workspace.datasource.get_execution_engine().batch_manager
+        batches.reset_batch_cache()
+        batches.batch_data_cache.clear()
     key, validation = next(iter(result.run_results.items()))
     unexpected = {r.expectation_config.kwargs["column"]: int(r.result.get("unexpected_count") or 0) for r in validation.results}
     outcome = GxOutcome(success=bool(result.success), unexpected=unexpected, seconds=0.0, statistics=dict(validation.statistics))

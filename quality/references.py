@@ -92,14 +92,12 @@ class Lookup:
 
     def _codes(self) -> np.ndarray:
         """The keys' int64 resident codes, in key order, a block of keys' fixed-width text (72 bytes a key) at a time."""
-        from quality.frame import ascii_unicode, resident_codes
+        from quality.frame import resident_codes, unicode_array
 
         codes = np.empty(len(self.keys), dtype=np.int64)
         for start in range(0, len(self.keys), CODE_BLOCK_KEYS):
             keys = self.keys.slice(start, CODE_BLOCK_KEYS)
-            text = ascii_unicode(keys)
-            codes[start:start + len(keys)] = resident_codes(
-                text if text is not None and text.dtype == "<U18" else np.asarray(keys.to_numpy(zero_copy_only=False)).astype("<U18"))
+            codes[start:start + len(keys)] = resident_codes(unicode_array(keys))
         return codes
 
     @cached_property
