@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     world_seed: int = Field(20261123, description="模拟随机种子 seed of the simulated province")
     keyring_file: Path | None = Field(None, description="密钥环 key file for field encryption and HMAC index (default: <data_root>/keys/keyring.json)")
     log_level: str = Field("INFO", description="日志级别 log level")
+    merge_workers: int = Field(0, ge=0, description="合并重算进程数 processes that recompute a large deferred merge "
+                               "(0 = one per core, 1 = none: the load's own process)")
     audit_gather_seconds: float = Field(0.001, ge=0, le=0.1, description="审计组提交聚合等待 PostgreSQL audit flusher's pause "
                                         "before a batch while calls arrive together (0 = none; see catalog.audit)")
 

@@ -29,11 +29,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
 import re
-from collections.abc import Container
+from collections import deque
+from collections.abc import Container, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from multiprocessing import current_process, get_context
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,12 +55,14 @@ from libraries.survivorship import ActiveOverride, LiveClaim, Survivor, canonica
 UTC = dt.timezone.utc
 
 BATCH_KEYS = 50_000
+PARALLEL_FROM = 2 * BATCH_KEYS  # pending rows from which recompute workers pay for their start (≈2 s each, spawned)
 TOMBSTONE_HASH_INPUT = "tombstone"
 CLAIMS = LibraryClaim.__table__
 VERSIONS = GoldenVersion.__table__
 OVERRIDES = StewardOverride.__table__
 CONFLICTS = QualityConflict.__table__
 PENDING = MergePending.__table__
+log = logging.getLogger(__name__)
 
 
 def canonical(fields: dict[str, Any]) -> str:
@@ -163,32 +170,118 @@ def pending_runs_of(engine: sa.Engine, library: str) -> dict[str, set[str]]:
     return found
 
 
-def recompute_pending(engine: sa.Engine, library: str) -> dict[str, int]:
+def recompute_pending(engine: sa.Engine, library: str, workers: int | None = None) -> dict[str, int]:
     """Recompute every subject a deferred merge left pending, once each, in key order: BATCH_KEYS subjects a
     transaction that also clears them from merge_pending (a crash leaves the rest pending for the next call).
     A subject several runs touched is recorded as of the latest of them (its time, run and source), as the last of
-    them would have recorded it."""
+    them would have recorded it.
+
+    workers (default: settings.merge_workers, 0 = one per core): with more than one and more than PARALLEL_FROM rows
+    pending, that many spawned processes make the batches' plans (reading claims, survivorship, encryption) while this
+    process writes finished plans in key order, each batch in its own transaction as above."""
     spec = get_library(library)
     counts = {"keys_touched": 0, "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
     with engine.connect() as connection:
         times = _pending_times(connection, library)
+        total = connection.execute(sa.select(sa.func.count()).select_from(PENDING).where(PENDING.c.library == library)).scalar_one()
+    workers = _worker_count(engine, workers)
+    batches = _pending_batches(engine, library, times)
+    if workers > 1 and total > PARALLEL_FROM:
+        done = _written_from_workers(engine, spec, batches, workers)
+    else:
+        done = (_write_batch(engine, spec, batch) for batch in batches)
+    cleared = 0
+    for batch, found in done:
+        for name, value in found.items():
+            counts[name] += value
+        cleared += batch.rows
+        log.info("%s 重算 recomputed %d subjects (待重算 pending rows %d / %d)", library, counts["keys_touched"], cleared, total)
+    return counts
+
+
+@dataclass
+class _Batch:
+    """Pending subjects recomputed in one transaction: the key range, and its subjects by the run they are recorded as."""
+
+    first: str
+    last: str
+    rows: int  # merge_pending rows the batch clears
+    runs: list[tuple[str, str, dt.datetime, list[str]]]  # (source_id, run_id, extracted_at, subjects)
+
+
+def _pending_batches(engine: sa.Engine, library: str, times: dict[tuple[str, str], dt.datetime]) -> Iterator[_Batch]:
+    """The pending subjects in key order, a batch at a time (each read when the caller asks for it)."""
     after: str | None = None
     while True:
-        with engine.connect() as connection, large_cache(connection), connection.begin():
-            latest = _pending_batch(connection, library, after, times)
-            if not latest:
-                break
-            by_run: dict[tuple[str, str], list[str]] = {}
-            for key, (_, run_id, source_id) in latest.items():
-                by_run.setdefault((source_id, run_id), []).append(key)
-            for (source_id, run_id), keys in by_run.items():
-                found = recompute(connection, spec, keys, at=times[source_id, run_id], run_id=run_id, source_id=source_id)
-                for name, value in found.items():
-                    counts[name] += value
-            first, after = min(latest), max(latest)
-            connection.execute(sa.delete(PENDING).where(PENDING.c.library == library, PENDING.c.entity_key >= first,
-                                                        PENDING.c.entity_key <= after))
-    return counts
+        with engine.connect() as connection:
+            latest, rows = _pending_batch(connection, library, after, times)
+        if not latest:
+            return
+        by_run: dict[tuple[str, str], list[str]] = {}
+        for key, (_, run_id, source_id) in latest.items():
+            by_run.setdefault((source_id, run_id), []).append(key)
+        first, after = min(latest), max(latest)
+        yield _Batch(first, after, rows, [(source_id, run_id, times[source_id, run_id], keys)
+                                          for (source_id, run_id), keys in by_run.items()])
+
+
+def _write_batch(engine: sa.Engine, spec: LibrarySpec, batch: _Batch, plans: list[Plan] | None = None,
+                 ) -> tuple[_Batch, dict[str, int]]:
+    """Recompute a batch (or write the plans a worker made of it) and clear it from merge_pending, in one transaction."""
+    counts = {"keys_touched": 0, "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
+    with engine.connect() as connection, large_cache(connection), connection.begin():
+        if plans is None:
+            found = [recompute(connection, spec, keys, at=at, run_id=run_id, source_id=source_id)
+                     for source_id, run_id, at, keys in batch.runs]
+        else:
+            found = [{"keys_touched": len(plan.keys), **apply_plan(connection, spec, plan)} for plan in plans]
+        for one in found:
+            for name, value in one.items():
+                counts[name] += value
+        connection.execute(sa.delete(PENDING).where(PENDING.c.library == spec.name, PENDING.c.entity_key >= batch.first,
+                                                    PENDING.c.entity_key <= batch.last))
+    return batch, counts
+
+
+def _written_from_workers(engine: sa.Engine, spec: LibrarySpec, batches: Iterator[_Batch], workers: int,
+                          ) -> Iterator[tuple[_Batch, dict[str, int]]]:
+    """Plans made in worker processes, written here in key order; at most workers + 1 batches ahead of the writer
+    (each plan holds its batch's rows)."""
+    url = engine.url.render_as_string(hide_password=False)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    waiting: deque[tuple[_Batch, Future[list[Plan]]]] = deque()
+    try:
+        for batch in batches:
+            waiting.append((batch, pool.submit(_plan_batch, url, spec.name, batch.runs)))
+            if len(waiting) > workers:
+                ready, plans = waiting.popleft()
+                yield _write_batch(engine, spec, ready, plans.result())
+        while waiting:
+            ready, plans = waiting.popleft()
+            yield _write_batch(engine, spec, ready, plans.result())
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _plan_batch(url: str, library: str, runs: list[tuple[str, str, dt.datetime, list[str]]]) -> list[Plan]:
+    """In a worker process: the plans of one batch, read in one snapshot of the hub database."""
+    from hub.db import engine_for
+
+    spec = get_library(library)
+    with engine_for(url).connect() as connection:
+        return [plan_recompute(connection, spec, part, at=at, run_id=run_id, source_id=source_id)
+                for source_id, run_id, at, keys in runs for part in chunks(sorted(keys))]
+
+
+def _worker_count(engine: sa.Engine, workers: int | None) -> int:
+    """Worker processes for a recompute: 1 where they cannot share the database (in-memory SQLite) or cannot be
+    started (a daemonic process, e.g. a Celery prefork worker's)."""
+    if workers is None:
+        from hub.settings import get_settings
+
+        workers = get_settings().merge_workers or os.cpu_count() or 1
+    in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
+    return 1 if in_memory or current_process().daemon else workers
 
 
 def _pending_times(connection: sa.Connection, library: str) -> dict[tuple[str, str], dt.datetime]:
@@ -199,9 +292,10 @@ def _pending_times(connection: sa.Connection, library: str) -> dict[tuple[str, s
 
 
 def _pending_batch(connection: sa.Connection, library: str, after: str | None,
-                   times: dict[tuple[str, str], dt.datetime]) -> dict[str, tuple[dt.datetime, str, str]]:
+                   times: dict[tuple[str, str], dt.datetime]) -> tuple[dict[str, tuple[dt.datetime, str, str]], int]:
     """The next pending subjects after `after` (at most BATCH_KEYS rows, plus the rest of the last subject's rows):
-    each with its latest touch as (time, run, source); ties go to the greater run id, then source id."""
+    each with its latest touch as (time, run, source), ties going to the greater run id, then source id; and the
+    number of rows read."""
     columns = (PENDING.c.entity_key, PENDING.c.run_id, PENDING.c.source_id)
     where = [PENDING.c.library == library] + ([PENDING.c.entity_key > after] if after is not None else [])
     rows = list(connection.execute(sa.select(*columns).where(*where).order_by(PENDING.c.entity_key).limit(BATCH_KEYS)))
@@ -214,7 +308,7 @@ def _pending_batch(connection: sa.Connection, library: str, after: str | None,
         touch = (times[source_id, run_id], run_id, source_id)
         if key not in latest or touch > latest[key]:
             latest[key] = touch
-    return latest
+    return latest, len(rows)
 
 
 def _store_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, claims: Claims, batch: list[int],
@@ -319,61 +413,84 @@ def recompute(connection: sa.Connection, spec: LibrarySpec, keys: list[str], *, 
     `fresh`: claims of `source_id` just stored in this transaction, by subject (None = withdrawn), so they need not
     be read back and decrypted; it must cover every given subject then."""
     counts = {"keys_touched": len(keys), "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
-    cipher = get_cipher()
-    fields = spec.fields
-    tombstone_hash = cipher.index_hash(TOMBSTONE_HASH_INPUT)
     for part in chunks(sorted(set(keys))):
-        if fresh is None:
-            live = _live_claims(connection, spec, cipher, part)
-        else:
-            live = _live_claims(connection, spec, cipher, part, except_source=source_id)
-            for key in part:
-                claim = fresh[key]
-                if claim is not None:
-                    live.setdefault(key, []).append(claim)
-        overrides = active_overrides(connection, spec.name, part, cipher)
-        current = _current_versions(connection, spec.name, part)
-        new_versions: list[dict[str, Any]] = []
-        new_keys: list[str] = []
-        record_texts: list[str] = []
-        closing: list[dict[str, Any]] = []
-        records: dict[str, tuple[dict[str, Any], JsonText]] = {}
-        gone: list[str] = []
-        conflicts: dict[str, list[dict[str, Any]]] = {}
-        for key in part:
-            now = current.get(key)
-            claims = live.get(key)
-            if not claims:
-                if now is not None and not now.tombstone:
-                    new_versions.append(_version_row(spec, cipher, key, now, None, at, run_id, tombstone_hash))
-                    gone.append(key)
-                continue
-            survivor = survive(spec.name, fields, claims, overrides.get(key, []))
-            conflicts[key] = survivor.conflicts
-            record_text = canonical_value(survivor.record)
-            digest = _record_hash(cipher, survivor, record_text)
-            if now is not None and not now.tombstone and now.record_hash == digest:
-                continue
-            lineage = JsonText(compact_text(survivor.lineage))
-            new_versions.append(_version_row(spec, cipher, key, now, survivor, at, run_id, digest, lineage))
-            new_keys.append(key)
-            record_texts.append(record_text)
-            records[key] = (survivor.record, lineage)
-        for row, text in zip((r for r in new_versions if not r["tombstone"]), cipher.encrypt_many(record_texts)):
-            row["record_enc"] = text
-        for row in new_versions:
-            now = current.get(row["entity_key"])
-            if now is not None:
-                closing.append({"id": now.id, "superseded_at": row["recorded_at"], "valid_to": row["valid_from"]})
-        update_where_id(connection, VERSIONS, closing)
-        insert_rows(connection, VERSIONS, new_versions)
-        _write_current(connection, spec, records, gone, at=at, run_id=run_id, source_id=source_id)
-        opened, resolved = _record_conflicts(connection, spec, part, conflicts, run_id, at)
-        counts["versions"] += len(new_versions) - len(gone)
-        counts["tombstones"] += len(gone)
-        counts["conflicts_open"] += opened
-        counts["conflicts_resolved"] += resolved
+        plan = plan_recompute(connection, spec, part, at=at, run_id=run_id, source_id=source_id, fresh=fresh)
+        for name, value in apply_plan(connection, spec, plan).items():
+            counts[name] += value
     return counts
+
+
+@dataclass
+class Plan:
+    """What recomputing one chunk of subjects writes. Made from reads alone (claims, overrides, current versions), so
+    a worker process can make it while another chunk's plan is written; subjects of different plans never overlap."""
+
+    keys: list[str]  # the chunk's subjects (their stored conflicts are read when the plan is applied)
+    at: dt.datetime
+    run_id: str
+    closing: list[dict[str, Any]]  # current versions superseded: id, superseded_at, valid_to
+    versions: list[dict[str, Any]]  # new golden_version rows, record_enc filled in
+    current: list[dict[str, Any]]  # the library table's new rows
+    replaced: list[str]  # subjects whose current row goes: rewritten (in `current`) or tombstoned
+    conflicts: dict[str, list[dict[str, Any]]]  # per recomputed subject, the sources' disagreements
+    tombstones: int
+
+
+def plan_recompute(connection: sa.Connection, spec: LibrarySpec, part: list[str], *, at: dt.datetime, run_id: str,
+                   source_id: str, fresh: dict[str, LiveClaim | None] | None = None) -> Plan:
+    """Survivorship, history rows and current rows of one chunk of subjects (sorted, distinct, ≤ IN_CHUNK)."""
+    cipher = get_cipher()
+    if fresh is None:
+        live = _live_claims(connection, spec, cipher, part)
+    else:
+        live = _live_claims(connection, spec, cipher, part, except_source=source_id)
+        for key in part:
+            claim = fresh[key]
+            if claim is not None:
+                live.setdefault(key, []).append(claim)
+    overrides = active_overrides(connection, spec.name, part, cipher)
+    current = _current_versions(connection, spec.name, part)
+    tombstone_hash = cipher.index_hash(TOMBSTONE_HASH_INPUT)
+    new_versions: list[dict[str, Any]] = []
+    record_texts: list[str] = []
+    records: dict[str, tuple[dict[str, Any], JsonText]] = {}
+    gone: list[str] = []
+    conflicts: dict[str, list[dict[str, Any]]] = {}
+    for key in part:
+        now = current.get(key)
+        claims = live.get(key)
+        if not claims:
+            if now is not None and not now.tombstone:
+                new_versions.append(_version_row(spec, cipher, key, now, None, at, run_id, tombstone_hash))
+                gone.append(key)
+            continue
+        survivor = survive(spec.name, spec.fields, claims, overrides.get(key, []))
+        conflicts[key] = survivor.conflicts
+        record_text = canonical_value(survivor.record)
+        digest = _record_hash(cipher, survivor, record_text)
+        if now is not None and not now.tombstone and now.record_hash == digest:
+            continue
+        lineage = JsonText(compact_text(survivor.lineage))
+        new_versions.append(_version_row(spec, cipher, key, now, survivor, at, run_id, digest, lineage))
+        record_texts.append(record_text)
+        records[key] = (survivor.record, lineage)
+    for row, text in zip((r for r in new_versions if not r["tombstone"]), cipher.encrypt_many(record_texts)):
+        row["record_enc"] = text
+    closing = [{"id": now.id, "superseded_at": row["recorded_at"], "valid_to": row["valid_from"]}
+               for row in new_versions if (now := current.get(row["entity_key"])) is not None]
+    return Plan(part, at, run_id, closing, new_versions, _current_rows(spec, records, at=at, run_id=run_id, source_id=source_id),
+                list(records) + gone, conflicts, len(gone))
+
+
+def apply_plan(connection: sa.Connection, spec: LibrarySpec, plan: Plan) -> dict[str, int]:
+    """Write a plan (inside the caller's transaction): close and add versions, rewrite current rows, store conflicts."""
+    update_where_id(connection, VERSIONS, plan.closing)
+    insert_rows(connection, VERSIONS, plan.versions)
+    delete_where_in(connection, spec.table, spec.key_column, plan.replaced)
+    insert_rows(connection, spec.table, plan.current)
+    opened, resolved = _record_conflicts(connection, spec, plan.keys, plan.conflicts, plan.run_id, plan.at)
+    return {"versions": len(plan.versions) - plan.tombstones, "tombstones": plan.tombstones, "conflicts_open": opened,
+            "conflicts_resolved": resolved}
 
 
 def _live_claims(connection: sa.Connection, spec: LibrarySpec, cipher: FieldCipher, keys: list[str],
@@ -452,17 +569,16 @@ def _version_row(spec: LibrarySpec, cipher: FieldCipher, key: str, now: _Current
             "record_hash": digest, "lineage": lineage if survivor else None, "run_id": run_id}
 
 
-def _write_current(connection: sa.Connection, spec: LibrarySpec, records: dict[str, tuple[dict[str, Any], JsonText]],
-                   gone: list[str], *, at: dt.datetime, run_id: str, source_id: str) -> None:
-    """Rewrite the current rows of changed subjects and delete the tombstoned ones (delete + bulk insert)."""
+def _current_rows(spec: LibrarySpec, records: dict[str, tuple[dict[str, Any], JsonText]], *, at: dt.datetime,
+                  run_id: str, source_id: str) -> list[dict[str, Any]]:
+    """The library table's rows of the recomputed subjects (personal data encrypted by the spec)."""
     keys = list(records)
-    delete_where_in(connection, spec.table, spec.key_column, keys + gone)
     if not keys:
-        return
+        return []
     rows = spec.database_rows(keys, [restore(spec, records[k][0]) for k in keys])
     for row, key in zip(rows, keys):
         row.update(source_id=source_id, run_id=run_id, updated_at=at, lineage=records[key][1])
-    insert_rows(connection, spec.table, rows)
+    return rows
 
 
 def _shown(spec: LibrarySpec, name: str, value: Any) -> str | None:
@@ -562,5 +678,5 @@ def withdrawals(engine: sa.Engine, library: str, source_id: str, source_keys: li
     return out
 
 
-__all__ = ["BATCH_KEYS", "active_overrides", "canonical", "merge_claims", "pending_runs_of", "recompute",
-           "recompute_pending", "restore", "withdrawals"]
+__all__ = ["BATCH_KEYS", "Plan", "active_overrides", "apply_plan", "canonical", "merge_claims", "pending_runs_of",
+           "plan_recompute", "recompute", "recompute_pending", "restore", "withdrawals"]

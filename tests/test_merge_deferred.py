@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 import libraries.merge as merge
-from hub.crypto import get_cipher
+from hub.crypto import DecryptionError, get_cipher
 from hub.lineage import expand
 from hub.models import Base
 from libraries.spec import Claims
@@ -151,6 +151,46 @@ def test_a_recompute_cut_short_finishes_on_the_next_call(engine, monkeypatch) ->
     after = {name: sorted(json.dumps(r, sort_keys=True, default=str, ensure_ascii=False) for r in rows(engine, name))
              for name in TABLES}
     assert after == clean
+
+
+def test_recompute_workers_give_the_library_one_process_gives(engine, monkeypatch) -> None:
+    """Plans made in spawned worker processes (reading the claims, survivorship, encryption) and written here in key
+    order, a batch a transaction, give the rows one process gives."""
+    get_cipher.cache_clear()  # the key ring of this test's data root, which the workers read too
+    load(engine, defer=True)  # 180 pending rows: under PARALLEL_FROM, so one process
+    alone = {name: sorted(json.dumps(r, sort_keys=True, default=str, ensure_ascii=False) for r in rows(engine, name))
+             for name in TABLES}
+    wipe(engine)
+    monkeypatch.setattr(merge, "BATCH_KEYS", 7)  # 12 batches, each cutting subjects' pending rows apart
+    monkeypatch.setattr(merge, "PARALLEL_FROM", 0)
+    written, in_workers = [], merge._written_from_workers
+    monkeypatch.setattr(merge, "_written_from_workers", lambda *a: (written.append(1), (yield from in_workers(*a)))[1])
+    for source, at, claims in source_runs():
+        merge.merge_claims(engine, "population", claims, source_id=source, run_id=f"{source}-1", extracted_at=at,
+                           ruleset_version="rs1", defer=True)
+    counts = merge.recompute_pending(engine, "population", workers=2)
+    assert written == [1] and counts["keys_touched"] == len(rows(engine, "person")) > 0
+    together = {name: sorted(json.dumps(r, sort_keys=True, default=str, ensure_ascii=False) for r in rows(engine, name))
+                for name in TABLES}
+    assert together == alone
+
+
+def test_a_failing_worker_leaves_its_batch_pending(engine, monkeypatch) -> None:
+    """A plan that fails in a worker stops the recompute with its error; the batches written before it are cleared,
+    the rest stay pending for the next call."""
+    get_cipher.cache_clear()
+    monkeypatch.setattr(merge, "BATCH_KEYS", 7)
+    monkeypatch.setattr(merge, "PARALLEL_FROM", 0)
+    for source, at, claims in source_runs():
+        merge.merge_claims(engine, "population", claims, source_id=source, run_id=f"{source}-1", extracted_at=at,
+                           ruleset_version="rs1", defer=True)
+    pending = len(rows(engine, "merge_pending"))
+    with engine.begin() as connection:  # the last subject's claims: no worker can decrypt them
+        connection.execute(sa.text("UPDATE library_claim SET payload_enc = :junk WHERE entity_key = "
+                                   "(SELECT max(entity_key) FROM merge_pending)"), {"junk": b"not a ciphertext"})
+    with pytest.raises(DecryptionError):
+        merge.recompute_pending(engine, "population", workers=2)
+    assert 0 < len(rows(engine, "merge_pending")) < pending
 
 
 @pytest.mark.parametrize(("library", "runs", "waiting", "expected"), [
