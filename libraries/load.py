@@ -34,7 +34,7 @@ from hub.db import engine_for
 from hub.faults import fault_point
 from hub.models import QualityRun, QuarantinedRow, SourceRun
 from hub.settings import get_settings
-from libraries.merge import merge_claims, pending_runs_of, recompute_pending, withdrawals
+from libraries.merge import PARALLEL_FROM, merge_claims, pending_runs_of, recompute_pending, recompute_workers, withdrawals
 from libraries.registry import available, get_library
 from quality.engine import LOAD, MERGE, QUARANTINE
 from quality.stage import ConservationError
@@ -63,9 +63,11 @@ def load_pending(library: str, run_time: dt.datetime | None = None) -> dict:
     results = {}
     deferred = pending_runs_of(engine, library)  # empty but after a load cut short: its runs' subjects still wait
     runs = pending_runs(engine, library)
-    # deferring pays when several sources' runs name the same subjects; counting a cut-short load's sources keeps
-    # its rerun on the path the uninterrupted load took
-    defer = get_library(library).shared_subjects and len({run.source_id for run in runs} | set(deferred)) > 1
+    # deferring pays when several sources' runs name the same subjects (counting a cut-short load's sources keeps
+    # its rerun on the path the uninterrupted load took), or when the runs are large enough for the recompute's
+    # worker processes (alone, re-reading the stored claims costs a one-source library more than it saves)
+    shared = get_library(library).shared_subjects and len({run.source_id for run in runs} | set(deferred)) > 1
+    defer = shared or (sum(run.rows_extracted for run in runs) > PARALLEL_FROM and recompute_workers(engine) > 1)
     for run in runs:
         if deferred.get(run.source_id, {run.run_id}) != {run.run_id}:  # never fold two runs of one source together
             _recompute(engine, library, results)

@@ -184,7 +184,7 @@ def recompute_pending(engine: sa.Engine, library: str, workers: int | None = Non
     with engine.connect() as connection:
         times = _pending_times(connection, library)
         total = connection.execute(sa.select(sa.func.count()).select_from(PENDING).where(PENDING.c.library == library)).scalar_one()
-    workers = _worker_count(engine, workers)
+    workers = recompute_workers(engine) if workers is None else workers
     batches = _pending_batches(engine, library, times)
     if workers > 1 and total > PARALLEL_FROM:
         done = _written_from_workers(engine, spec, batches, workers)
@@ -273,15 +273,15 @@ def _plan_batch(url: str, library: str, runs: list[tuple[str, str, dt.datetime, 
                 for source_id, run_id, at, keys in runs for part in chunks(sorted(keys))]
 
 
-def _worker_count(engine: sa.Engine, workers: int | None) -> int:
-    """Worker processes for a recompute: 1 where they cannot share the database (in-memory SQLite) or cannot be
-    started (a daemonic process, e.g. a Celery prefork worker's)."""
-    if workers is None:
-        from hub.settings import get_settings
+def recompute_workers(engine: sa.Engine) -> int:
+    """Worker processes a large recompute gets: settings.merge_workers (0 = one per core); 1 where they cannot share
+    the database (in-memory SQLite) or cannot be started (a daemonic process, e.g. a Celery prefork worker's)."""
+    from hub.settings import get_settings
 
-        workers = get_settings().merge_workers or os.cpu_count() or 1
     in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
-    return 1 if in_memory or current_process().daemon else workers
+    if in_memory or current_process().daemon:
+        return 1
+    return get_settings().merge_workers or os.cpu_count() or 1
 
 
 def _pending_times(connection: sa.Connection, library: str) -> dict[tuple[str, str], dt.datetime]:
@@ -678,5 +678,5 @@ def withdrawals(engine: sa.Engine, library: str, source_id: str, source_keys: li
     return out
 
 
-__all__ = ["BATCH_KEYS", "Plan", "active_overrides", "apply_plan", "canonical", "merge_claims", "pending_runs_of",
-           "plan_recompute", "recompute", "recompute_pending", "restore", "withdrawals"]
+__all__ = ["BATCH_KEYS", "PARALLEL_FROM", "Plan", "active_overrides", "apply_plan", "canonical", "merge_claims", "pending_runs_of",
+           "plan_recompute", "recompute", "recompute_pending", "recompute_workers", "restore", "withdrawals"]

@@ -206,15 +206,24 @@ def test_a_failing_worker_leaves_its_batch_pending(engine, monkeypatch) -> None:
     ("licence", ["licence_scjg/a", "licence_zrzy/b"], {}, ["load licence_scjg/a", "load licence_zrzy/b", "recompute"]),
     # the rerun of a load cut short after 公安's run: deferred as the uninterrupted load was
     ("population", ["renshe_sbcb/c"], {"gongan_hjrk": {"a"}}, ["load renshe_sbcb/c deferred", "recompute"]),
+    # runs large enough for the recompute's worker processes: deferred whatever the library
+    ("licence", ["licence_scjg/a=80000", "licence_zrzy/b=30000"], {},
+     ["load licence_scjg/a deferred", "load licence_zrzy/b deferred", "recompute"]),
+    ("population", ["gongan_hjrk/a=60000", "gongan_hjrk/d=60000"], {},
+     ["load gongan_hjrk/a deferred", "recompute", "load gongan_hjrk/d deferred", "recompute"]),
 ])
-def test_load_pending_defers_only_where_several_sources_share_subjects(monkeypatch, library, runs, waiting, expected) -> None:
-    """The merge DAG's load plan, with the stores and recomputes recorded instead of run."""
+def test_load_pending_defers_where_sources_share_subjects_or_runs_are_large(monkeypatch, library, runs, waiting,
+                                                                              expected) -> None:
+    """The merge DAG's load plan, with the stores and recomputes recorded instead of run (runs: source/run=rows,
+    100 rows if not said; two recompute workers)."""
     from types import SimpleNamespace
 
     import libraries.load as load
 
     done: list[str] = []
-    pending = [SimpleNamespace(source_id=r.split("/")[0], run_id=r.split("/")[1]) for r in runs]
+    pending = [SimpleNamespace(source_id=r.split("/")[0], run_id=r.split("/")[1].split("=")[0],
+                               rows_extracted=int(r.split("=")[1]) if "=" in r else 100) for r in runs]
+    monkeypatch.setattr(load, "recompute_workers", lambda engine: 2)
     monkeypatch.setattr("quality.stage.check_pending", lambda *args, **kwargs: {})
     monkeypatch.setattr(load, "engine_for", lambda url: None)
     monkeypatch.setattr(load, "pending_runs", lambda engine, name: pending)
