@@ -47,7 +47,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from hub.crypto import FieldCipher, get_cipher
 from hub.lineage import compact_text
 from hub.models import GoldenVersion, LibraryClaim, MergePending, QualityConflict, StewardOverride
-from libraries.bulk import JsonText, chunks, delete_where_in, in_values, insert_rows, large_cache, update_where_id
+from libraries.bulk import (JsonText, chunks, delete_where_in, in_values, insert_rows, json_text, large_cache,
+                            update_where_id)
 from libraries.registry import get_library
 from libraries.spec import Claims, LibrarySpec
 from libraries.survivorship import ActiveOverride, LiveClaim, Survivor, canonical_value, survive
@@ -578,7 +579,19 @@ def _current_rows(spec: LibrarySpec, records: dict[str, tuple[dict[str, Any], Js
     rows = spec.database_rows(keys, [restore(spec, records[k][0]) for k in keys])
     for row, key in zip(rows, keys):
         row.update(source_id=source_id, run_id=run_id, updated_at=at, lineage=records[key][1])
+    # JSON columns serialised here, in the plan (a worker's), not by the writer (a licence's face content)
+    for name in _json_columns(spec.table):
+        for row in rows:
+            value = row.get(name)
+            if value is not None and not isinstance(value, JsonText):
+                row[name] = json_text(value)
     return rows
+
+
+@lru_cache(maxsize=16)
+def _json_columns(table: sa.Table) -> tuple[str, ...]:
+    """A current table's plain JSON columns (the lineage comes serialised already)."""
+    return tuple(c.name for c in table.c if isinstance(c.type, sa.JSON))
 
 
 def _shown(spec: LibrarySpec, name: str, value: Any) -> str | None:
