@@ -20,9 +20,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 import yaml
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
 from hub.crypto import get_cipher
 from hub.models import LegalEntity, LinkageDecision, Person, QualityRun, QuarantinedRow, SourceRun
@@ -303,6 +306,11 @@ class Index:
         return [self.records[i] for i in self.candidate_ids(record)]
 
     @functools.cached_property
+    def region_codes(self) -> list[Any]:
+        """The region code of every golden record, by position."""
+        return self.records.column("region_code")
+
+    @functools.cached_property
     def company_texts(self) -> list[tuple[str, str]]:
         """(core name, address text) of every golden company, prepared once for the bounded search."""
         return [(company_name(n), address_text(a)) for n, a in zip(self.records.column("name"), self.records.column("address"))]
@@ -311,34 +319,47 @@ class Index:
 def top_two_companies(record: dict[str, Any], index: Index, ids: list[int], cfg: Settings) -> list[tuple[float, str, dict]]:
     """The two best (score, key, components) of a company row, as sorting every candidate's score would give them.
 
-    A region bucket holds thousands of companies, and scoring each costs two edit distances. Upper bounds (lengths
-    for both texts, then the exact name with the address bound) skip every candidate whose best possible score is
-    below the current runner-up; a candidate that could tie is scored, so ties still break by key.
+    A region bucket holds thousands of companies, and scoring each costs two edit distances. rapidfuzz computes every
+    candidate's name and address similarity at once (C++, the same Levenshtein similarity); only the candidates within
+    EXACT_MARGIN of the runner-up are then scored exactly as `company_components` and `total` score them, so rounding
+    and ties (broken by key) decide as before.
     """
+    if not ids:
+        return []
     weights = cfg.weights
     name, address = company_name(record.get("entity_name")), address_text(record.get("registered_address"))
     texts = index.company_texts
-    bounded = []
-    for i in ids:
-        golden_name, golden_address = texts[i]
-        region = region_score(record.get("registration_region"), index.records[i].get("region_code"))
-        bound = total({"name": similarity_bound(name, golden_name), "address": similarity_bound(address, golden_address),
-                       "region": region}, weights)
-        bounded.append((bound, i, region))
-    bounded.sort(key=lambda item: -item[0])
-    best: list[tuple[float, str, dict]] = []
-    for bound, i, region in bounded:
-        if len(best) == 2 and bound < best[1][0]:
-            break  # sorted by bound: no later candidate can reach the top two
-        golden_name, golden_address = texts[i]
-        name_value = edit_similarity(name, golden_name)
-        if len(best) == 2 and total({"name": name_value, "address": similarity_bound(address, golden_address),
-                                     "region": region}, weights) < best[1][0]:
-            continue
-        components = {"name": name_value, "address": edit_similarity(address, golden_address), "region": region}
-        best.append((total(components, weights), str(index.records[i]["key"]), components))
-        best = sorted(best, key=lambda s: (-s[0], s[1]))[:2]
-    return best
+    regions = index.region_codes
+    record_region = record.get("registration_region")
+    region_of: dict[Any, float] = {}  # a bucket's companies share a few region codes
+    components = {
+        "name": _similarities(name, [texts[i][0] for i in ids]),
+        "address": _similarities(address, [texts[i][1] for i in ids]),
+        "region": np.array([region_of[r] if (r := regions[i]) in region_of else region_of.setdefault(r, region_score(record_region, r))
+                            for i in ids], dtype=np.float64),
+    }
+    approximate = sum(weights[k] * components.get(k, 0.0) for k in weights) / sum(weights.values())  # total() unrounded
+    floor = np.partition(approximate, -2)[-2] if len(ids) > 1 else approximate[0]
+    scored = []
+    for n in np.flatnonzero(approximate >= floor - EXACT_MARGIN).tolist():
+        golden = index.records[ids[n]]
+        exact = company_components(record, golden)
+        scored.append((total(exact, weights), str(golden["key"]), exact))
+    return sorted(scored, key=lambda s: (-s[0], s[1]))[:2]
+
+
+# Scores are rounded to 6 decimals (total): a candidate more than 2e-6 below the runner-up's unrounded score cannot
+# reach the top two, whatever the rounding or the last bits of the vectorised similarity.
+EXACT_MARGIN = 2e-6
+
+
+def _similarities(text: str, others: list[str]) -> np.ndarray:
+    """edit_similarity(text, other) for every other: 1 − Levenshtein distance / longer length, 0 for an empty side."""
+    if not text:
+        return np.zeros(len(others))
+    found = process.cdist([text], others, scorer=Levenshtein.normalized_similarity, dtype=np.float64, workers=1)[0]
+    found[[not other for other in others]] = 0.0
+    return found
 
 
 def best_match(record: dict[str, Any], index: Index, cfg: Settings) -> dict[str, Any]:

@@ -144,6 +144,26 @@ def test_index_pruned_to_the_rows_decides_as_the_full_index(loaded) -> None:
         assert [linkage.best_match(r, pruned, cfg) for r in records] == [linkage.best_match(r, full, cfg) for r in records]
 
 
+def test_company_top_two_is_that_of_scoring_every_candidate(loaded) -> None:
+    """The vectorised search (rapidfuzz over a bucket, exact scores near the top) finds the top two — scores,
+    keys, components — that scoring every candidate with company_components and sorting by (-score, key) finds."""
+    from hub.crypto import get_cipher
+
+    cfg = linkage.settings("legal_entity")
+    rows = linkage.candidates_for_linkage(loaded, "legal_entity", cfg)
+    records = [json.loads(p) for p in get_cipher().decrypt_many([r.row_enc for r in rows])]
+    index = linkage.Index(loaded, "legal_entity", records)
+    compared = 0
+    for record in records + [{**r, "registered_address": None} for r in records[:20]] + [{**r, "entity_name": ""} for r in records[:20]]:
+        ids = index.candidate_ids(record)
+        everyone = sorted(((total(c, cfg.weights), str(index.records[i]["key"]), c)
+                           for i in ids for c in [linkage.company_components(record, index.records[i])]),
+                          key=lambda s: (-s[0], s[1]))[:2]
+        assert linkage.top_two_companies(record, index, ids, cfg) == everyone
+        compared += len(ids)
+    assert compared > 100  # candidates compared over the rows
+
+
 def test_planted_cases_precision_recall_and_review(loaded, small_world) -> None:
     engine = loaded
     truth = pq.read_table(small_world / "linkage_truth.parquet")
