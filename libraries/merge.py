@@ -23,6 +23,8 @@ transaction; recompute_pending then recomputes every pending subject once, in ke
 A subject that three sources' runs touch gets one survivorship pass and one version instead of three (the population
 library's first load: 公安, 民政, 人社). The caller recomputes before a second run of a source already deferred, so no
 run of a source is folded into another run of the same source and the history keeps each source run's state.
+A large recompute's plans (steps 2–3 up to the rows to write, and the conflicts found) are made by worker processes
+while one process writes them in key order (recompute_pending, settings.merge_workers).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ VERSIONS = GoldenVersion.__table__
 OVERRIDES = StewardOverride.__table__
 CONFLICTS = QualityConflict.__table__
 PENDING = MergePending.__table__
+RECOMPUTE_COUNTS = ("keys_touched", "versions", "tombstones", "conflicts_open", "conflicts_resolved")
 log = logging.getLogger(__name__)
 
 
@@ -181,7 +184,7 @@ def recompute_pending(engine: sa.Engine, library: str, workers: int | None = Non
     pending, that many spawned processes make the batches' plans (reading claims, survivorship, encryption) while this
     process writes finished plans in key order, each batch in its own transaction as above."""
     spec = get_library(library)
-    counts = {"keys_touched": 0, "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
+    counts = dict.fromkeys(RECOMPUTE_COUNTS, 0)
     with engine.connect() as connection:
         times = _pending_times(connection, library)
         total = connection.execute(sa.select(sa.func.count()).select_from(PENDING).where(PENDING.c.library == library)).scalar_one()
@@ -229,7 +232,7 @@ def _pending_batches(engine: sa.Engine, library: str, times: dict[tuple[str, str
 def _write_batch(engine: sa.Engine, spec: LibrarySpec, batch: _Batch, plans: list[Plan] | None = None,
                  ) -> tuple[_Batch, dict[str, int]]:
     """Recompute a batch (or write the plans a worker made of it) and clear it from merge_pending, in one transaction."""
-    counts = {"keys_touched": 0, "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
+    counts = dict.fromkeys(RECOMPUTE_COUNTS, 0)
     with engine.connect() as connection, large_cache(connection), connection.begin():
         if plans is None:
             found = [recompute(connection, spec, keys, at=at, run_id=run_id, source_id=source_id)
@@ -413,7 +416,7 @@ def recompute(connection: sa.Connection, spec: LibrarySpec, keys: list[str], *, 
 
     `fresh`: claims of `source_id` just stored in this transaction, by subject (None = withdrawn), so they need not
     be read back and decrypted; it must cover every given subject then."""
-    counts = {"keys_touched": len(keys), "versions": 0, "tombstones": 0, "conflicts_open": 0, "conflicts_resolved": 0}
+    counts = {**dict.fromkeys(RECOMPUTE_COUNTS, 0), "keys_touched": len(keys)}
     for part in chunks(sorted(set(keys))):
         plan = plan_recompute(connection, spec, part, at=at, run_id=run_id, source_id=source_id, fresh=fresh)
         for name, value in apply_plan(connection, spec, plan).items():
