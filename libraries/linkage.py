@@ -331,12 +331,11 @@ def top_two_companies(record: dict[str, Any], index: Index, ids: list[int], cfg:
     texts = index.company_texts
     regions = index.region_codes
     record_region = record.get("registration_region")
-    region_of: dict[Any, float] = {}  # a bucket's companies share a few region codes
+    region_of = {r: region_score(record_region, r) for r in {regions[i] for i in ids}}  # a bucket shares a few codes
     components = {
         "name": _similarities(name, [texts[i][0] for i in ids]),
         "address": _similarities(address, [texts[i][1] for i in ids]),
-        "region": np.array([region_of[r] if (r := regions[i]) in region_of else region_of.setdefault(r, region_score(record_region, r))
-                            for i in ids], dtype=np.float64),
+        "region": np.array([region_of[regions[i]] for i in ids], dtype=np.float64),
     }
     approximate = sum(weights[k] * components.get(k, 0.0) for k in weights) / sum(weights.values())  # total() unrounded
     floor = np.partition(approximate, -2)[-2] if len(ids) > 1 else approximate[0]
