@@ -86,13 +86,28 @@ def _navigates(driver, action) -> None:
 
     Without the wait, find_element can still see the old page's elements, which then go stale mid-test."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old_page = driver.find_element(By.TAG_NAME, "html")
     action()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old_page))
+    WebDriverWait(driver, 15).until(lambda d: _replaced(old_page))
     WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _replaced(element) -> bool:
+    """Whether an element's document is gone: stale, or — Chromium's other answer while it swaps documents — a node
+    that "does not belong to the document" (seen in CI as an unknown error, which staleness_of does not catch)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False
 
 
 def test_find_and_download_in_a_real_browser(driver, tmp_path: Path) -> None:
