@@ -112,13 +112,6 @@ def edit_similarity(a: str, b: str) -> float:
     return 1.0 - levenshtein(a, b) / max(len(a), len(b))
 
 
-def similarity_bound(a: str, b: str) -> float:
-    """An upper bound of edit_similarity(a, b) from the lengths alone (the distance is at least their difference)."""
-    if not a or not b:
-        return 0.0
-    return 1.0 - abs(len(a) - len(b)) / max(len(a), len(b))
-
-
 def name_score(a: Any, b: Any) -> float:
     """Person names: exact = 1, else edit similarity (a one-character typo in a 3-character name ≈ 0.67)."""
     return edit_similarity(clean_text(a), clean_text(b))
