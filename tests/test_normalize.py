@@ -26,7 +26,7 @@ def test_every_date_form_departments_send(written: str) -> None:
     assert parsed == [dt.date(1990, 1, 2)] and errors == [None]
 
 
-@pytest.mark.parametrize("impossible", ["2001-02-30", "20010230", "1900-02-29", "1990年13月2日", "19900", "abc"])
+@pytest.mark.parametrize("impossible", ["2001-02-30", "20010230", "1900-02-29", "1990年13月2日", "19900", "abc", "0000-01-01"])
 def test_impossible_dates_become_errors_not_guesses(impossible: str) -> None:
     parsed, errors = _dates([impossible])
     assert parsed == [None]
@@ -75,6 +75,22 @@ def test_property_any_real_date_in_any_form_round_trips(day: dt.date, form, full
     if fullwidth:
         written = written.translate({c: c + 0xFEE0 for c in range(0x21, 0x7F)})
     assert _dates([written]) == ([day], [None])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9999), st.integers(0, 99), st.integers(0, 99)), min_size=1, max_size=30),
+       st.sampled_from(["{y:04d}-{m:02d}-{d:02d}", "{y:04d}{m:02d}{d:02d}", "{y:04d}年{m}月{d}日"]))
+def test_property_written_digits_are_a_date_exactly_when_the_calendar_has_it(triples, form) -> None:
+    """No rollover, no guess: 2001-02-30, month 13 or day 0 are errors; every real day (year 1 on) is itself."""
+    def real(y: int, m: int, d: int) -> dt.date | None:
+        try:
+            return dt.date(y, m, d)
+        except ValueError:
+            return None
+
+    parsed, errors = _dates([form.format(y=y, m=m, d=d) for y, m, d in triples])
+    assert parsed == [real(*t) for t in triples]
+    assert [e is not None for e in errors] == [real(*t) is None for t in triples]
 
 
 @settings(max_examples=300, deadline=None)
