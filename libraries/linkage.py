@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +29,7 @@ from rapidfuzz.distance import Levenshtein
 
 from hub.crypto import get_cipher
 from hub.models import LegalEntity, LinkageDecision, Person, QualityRun, QuarantinedRow, SourceRun
-from libraries.bulk import chunks, in_values
+from libraries.bulk import chunks, driver_rows, in_values
 from libraries.merge import merge_claims
 from libraries.overrides import append_audit
 from libraries.spec import Claims
@@ -246,10 +246,8 @@ class Index:
         else:
             t = LegalEntity.__table__
             query = sa.select(t.c.uscc.label("key"), t.c.name, t.c.address, t.c.region_code)
-        with engine.connect() as connection:
-            result = connection.execute(query)
-            fields = list(result.keys())
-            self.records = _Records(fields, [tuple(r) for r in result])
+        with engine.connect() as connection:  # the driver's rows: a date may be ISO text, which the comparators read
+            self.records = _Records(list(query.selected_columns.keys()), [r for part in driver_rows(connection, query) for r in part])
         wanted = None if rows is None else {b for r in rows for b in self._row_buckets(r)}
         self.buckets: dict[tuple[str, Any], list[int]] = defaultdict(list)
         for i, buckets in enumerate(self._golden_buckets()):
@@ -305,37 +303,94 @@ class Index:
 
     @functools.cached_property
     def company_texts(self) -> list[tuple[str, str]]:
-        """(core name, address text) of every golden company, prepared once for the bounded search."""
+        """(core name, address text) of every golden company, prepared once for the vectorised search."""
         return [(company_name(n), address_text(a)) for n, a in zip(self.records.column("name"), self.records.column("address"))]
 
+    @functools.cached_property
+    def person_columns(self) -> tuple[list[Any], list[Any]]:
+        """(name, birth date) of every golden person, by position (converted when a search reads them)."""
+        return self.records.column("name"), self.records.column("birth_date")
 
-def top_two_companies(record: dict[str, Any], index: Index, ids: list[int], cfg: Settings) -> list[tuple[float, str, dict]]:
-    """The two best (score, key, components) of a company row, as sorting every candidate's score would give them.
+    @functools.cached_property
+    def cleaned(self) -> Callable[[Any], str]:
+        """clean_text remembered per value: golden names repeat across the rows' buckets."""
+        return functools.cache(clean_text)
 
-    A region bucket holds thousands of companies, and scoring each costs two edit distances. rapidfuzz computes every
-    candidate's name and address similarity at once (C++, the same Levenshtein similarity); only the candidates within
-    EXACT_MARGIN of the runner-up are then scored exactly as `company_components` and `total` score them, so rounding
-    and ties (broken by key) decide as before.
+    @functools.cached_property
+    def day_number(self) -> Callable[[Any], int]:
+        """date_number remembered per value: golden birth dates repeat."""
+        return functools.cache(date_number)
+
+    def similarity_columns(self, record: dict[str, Any], ids: list[int]) -> dict[str, np.ndarray]:
+        """Each component's score of the row against every candidate, as `person_components` /
+        `company_components` give them but computed at once: text similarities by rapidfuzz, birth dates as numbers,
+        regions once per distinct code."""
+        regions = self.region_codes
+        record_region = record.get("household_region" if self.library == "population" else "registration_region")
+        region_of = {r: region_score(record_region, r) for r in {regions[i] for i in ids}}  # a bucket shares a few
+        columns = {"region": np.array([region_of[regions[i]] for i in ids], dtype=np.float64)}
+        if self.library == "population":
+            names, births = self.person_columns
+            cleaned, day_number = self.cleaned, self.day_number
+            columns["name"] = _similarities(clean_text(record.get("name")), [cleaned(names[i]) for i in ids])
+            columns["birth_date"] = birth_scores(date_number(record.get("birth_date")),
+                                                 np.array([day_number(births[i]) for i in ids], dtype=np.int64))
+        else:
+            texts = self.company_texts
+            columns["name"] = _similarities(company_name(record.get("entity_name")), [texts[i][0] for i in ids])
+            columns["address"] = _similarities(address_text(record.get("registered_address")), [texts[i][1] for i in ids])
+        return columns
+
+
+NO_DAY = -1  # date_number of a missing or unreadable date
+DIGIT_PLACES = 10 ** np.arange(7, -1, -1, dtype=np.int64)  # the eight digits of YYYYMMDD
+
+
+def date_number(value: Any) -> int:
+    """A date as the number YYYYMMDD (NO_DAY when missing or unreadable)."""
+    day = as_date(value)
+    return NO_DAY if day is None else day.year * 10_000 + day.month * 100 + day.day
+
+
+def birth_scores(row: int, golden: np.ndarray) -> np.ndarray:
+    """birth_score of a row's date against many golden dates, all given as date_number: 1 for the same day, 0.7
+    for month and day transposed or one of the eight digits different, else 0. Years before 1000 print in fewer
+    digits, which birth_score compares as printed: those pairs are scored by it."""
+    if row == NO_DAY:
+        return np.zeros(len(golden))
+    transposed = row // 10_000 * 10_000 + row % 100 * 100 + row // 100 % 100
+    digits_differing = ((golden[:, None] // DIGIT_PLACES) % 10 != (row // DIGIT_PLACES) % 10).sum(axis=1)
+    near = (golden == transposed) | (digits_differing == 1)
+    scores = np.where(golden == row, 1.0, np.where(near, 0.7, 0.0))
+    scores[golden == NO_DAY] = 0.0
+    for n in np.flatnonzero((golden != NO_DAY) & ((golden < 10_000_000) | (row < 10_000_000))).tolist():
+        scores[n] = birth_score(_day_of(row), _day_of(int(golden[n])))
+    return scores
+
+
+def _day_of(number: int) -> dt.date:
+    """The date of a date_number."""
+    return dt.date(number // 10_000, number // 100 % 100, number % 100)
+
+
+def top_two(record: dict[str, Any], index: Index, ids: list[int], cfg: Settings) -> list[tuple[float, str, dict]]:
+    """The two best (score, key, components) of a row, as sorting every candidate's score would give them.
+
+    A bucket holds dozens (a birth date) to thousands (a region) of golden records, and scoring each in Python costs
+    edit distances. Every candidate's components are computed at once (`Index.similarity_columns`: rapidfuzz's C++
+    Levenshtein similarity); only the candidates within EXACT_MARGIN of the runner-up are then scored exactly as
+    `COMPONENTS` and `total` score them, so rounding and ties (broken by key) decide as before.
     """
     if not ids:
         return []
     weights = cfg.weights
-    name, address = company_name(record.get("entity_name")), address_text(record.get("registered_address"))
-    texts = index.company_texts
-    regions = index.region_codes
-    record_region = record.get("registration_region")
-    region_of = {r: region_score(record_region, r) for r in {regions[i] for i in ids}}  # a bucket shares a few codes
-    components = {
-        "name": _similarities(name, [texts[i][0] for i in ids]),
-        "address": _similarities(address, [texts[i][1] for i in ids]),
-        "region": np.array([region_of[regions[i]] for i in ids], dtype=np.float64),
-    }
+    components = index.similarity_columns(record, ids)
     approximate = sum(weights[k] * components.get(k, 0.0) for k in weights) / sum(weights.values())  # total() unrounded
     floor = np.partition(approximate, -2)[-2] if len(ids) > 1 else approximate[0]
     scored = []
     for n in np.flatnonzero(approximate >= floor - EXACT_MARGIN).tolist():
         golden = index.records[ids[n]]
-        exact = company_components(record, golden)
+        exact = COMPONENTS[index.library](record, golden)
         scored.append((total(exact, weights), str(golden["key"]), exact))
     return sorted(scored, key=lambda s: (-s[0], s[1]))[:2]
 
@@ -357,14 +412,7 @@ def _similarities(text: str, others: list[str]) -> np.ndarray:
 def best_match(record: dict[str, Any], index: Index, cfg: Settings) -> dict[str, Any]:
     """The decision for one row: best candidate, its score and components, the runner-up's score, the status."""
     ids = index.candidate_ids(record)
-    if index.library == "legal_entity" and set(cfg.weights) <= {"name", "address", "region"}:
-        scored = top_two_companies(record, index, ids, cfg)
-    else:
-        scored = []
-        for candidate in (index.records[i] for i in ids):
-            components = COMPONENTS[index.library](record, candidate)
-            scored.append((total(components, cfg.weights), str(candidate["key"]), components))
-        scored.sort(key=lambda s: (-s[0], s[1]))  # ties broken by key: the same decision on every run
+    scored = top_two(record, index, ids, cfg)
     if not scored:
         return {"candidate_key": None, "score": None, "components": {}, "status": "no_match"}
     score, key, components = scored[0]
