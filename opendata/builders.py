@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from hub.crypto import mask_name
 from hub.models import CreditRecord, LegalEntity, Licence, Person
+from libraries.bulk import driver_rows
 from libraries.credit import content_amount, content_date
 from opendata.datasets import DatasetSpec
 from opendata.privacy import (UNKNOWN, Pseudonymiser, Step, age_bands, k_anonymise, labels, region_names, regions_at,
@@ -134,6 +135,11 @@ def _batches(engine: sa.Engine, query: sa.Select) -> Iterator[dict[str, list[Any
         for part in result.partitions():
             columns = list(zip(*part)) if part else [() for _ in names]
             yield {n: list(c) for n, c in zip(names, columns)}
+
+
+def _as_date(value: Any) -> date | None:
+    """A date as the database driver gives it (SQLite: ISO text) as a date."""
+    return date.fromisoformat(value[:10]) if isinstance(value, str) else value
 
 
 def _text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -486,11 +492,13 @@ def _persons(ctx: BuildContext) -> tuple[dict[str, Any], pd.DataFrame]:
     """Living persons as counts per quasi-identifier combination (city-level region, 5-year age band): a table of
     combinations with a `persons` weight, so memory grows with the combinations, not with the people."""
     counts: Counter[tuple[str, ...]] = Counter()
-    for b in _batches(ctx.engine, _person_query()):
-        counts.update(zip(_mapped(b["region_code"], lambda c: regions_at([c], "city")[0]),
-                          age_bands(b["birth_date"], ctx.as_of),
-                          _labels(b["gender"], "gender"), _labels(b["ethnicity"], "ethnicity"),
-                          _labels(b["marital_status"], "marital_status")))
+    band = cache(lambda born: age_bands([_as_date(born)], ctx.as_of)[0])  # ~30,000 birth dates a million
+    city, gender, ethnicity, marital = (cache(convert) for convert in (
+        lambda c: regions_at([c], "city")[0], lambda v: labels([v], "gender", UNKNOWN)[0],
+        lambda v: labels([v], "ethnicity", UNKNOWN)[0], lambda v: labels([v], "marital_status", UNKNOWN)[0]))
+    with ctx.engine.connect() as connection:  # the driver's rows: the five columns are codes and a date
+        for part in driver_rows(connection, _person_query(), BATCH_ROWS):
+            counts.update((city(r), band(b), gender(g), ethnicity(e), marital(m)) for r, b, g, e, m in part)
     frame = pd.DataFrame(list(counts), columns=PERSON_QIS, dtype=object)
     frame[WEIGHT] = pd.Series(list(counts.values()), dtype="int64")
     return read_lineage(ctx.engine, _person_query(), "population"), frame
