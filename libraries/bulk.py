@@ -22,22 +22,40 @@ IN_CHUNK = 5_000  # keys per IN (...) list: under SQLite's variable limit, small
 DRIVER_BATCH = 50_000  # rows per fetch of driver_rows
 
 
-def driver_rows(connection: sa.Connection, query: sa.Select, batch_rows: int = DRIVER_BATCH) -> Iterator[list[tuple[Any, ...]]]:
-    """The query's rows as the database driver returns them, in batches (a server-side cursor on PostgreSQL).
-
-    For reads of a whole library table: skipping SQLAlchemy's row objects and type processing halves the time
-    (population at scale 1: 7.9 → 4.1 s). Values are the driver's own — on SQLite a date is its ISO text. A cursor
-    of its own, because a streamed SQLAlchemy result has already buffered its first rows away from the DBAPI cursor.
-    """
+@contextmanager
+def _driver_cursor(connection: sa.Connection, query: sa.Select) -> Iterator[Any]:
+    """A database cursor of its own that has executed the query (server-side on PostgreSQL: rows come as fetched).
+    Its own, because a streamed SQLAlchemy result has already buffered its first rows away from the DBAPI cursor."""
     sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
     driver = connection.connection.dbapi_connection
     cursor = driver.cursor(name=f"hub_rows_{uuid.uuid4().hex}") if connection.dialect.name == "postgresql" else driver.cursor()
     try:
         cursor.execute(sql)
-        while part := cursor.fetchmany(batch_rows):
-            yield part
+        yield cursor
     finally:
         cursor.close()
+
+
+def driver_rows(connection: sa.Connection, query: sa.Select, batch_rows: int = DRIVER_BATCH) -> Iterator[list[tuple[Any, ...]]]:
+    """The query's rows as the database driver returns them, in batches: values are the driver's own (on SQLite a
+    date is its ISO text). For reads of a whole library table, where SQLAlchemy's row objects and type processing
+    cost as much as the database (population at scale 1: 7.9 → 4.1 s)."""
+    with _driver_cursor(connection, query) as cursor:
+        while part := cursor.fetchmany(batch_rows):
+            yield part
+
+
+def typed_columns(connection: sa.Connection, query: sa.Select, batch_rows: int = DRIVER_BATCH) -> Iterator[dict[str, list[Any]]]:
+    """The query's rows in batches as {column: values}, each value as SQLAlchemy would return it (the column type's
+    own result conversion, applied per column) but without building row objects."""
+    dialect = connection.dialect
+    names = list(query.selected_columns.keys())
+    with _driver_cursor(connection, query) as cursor:
+        convert = [column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                   for column, described in zip(query.selected_columns, cursor.description)]
+        while part := cursor.fetchmany(batch_rows):
+            yield {name: list(values) if to is None else [to(v) for v in values]
+                   for name, values, to in zip(names, zip(*part), convert)}
 
 
 class JsonText(str):
@@ -202,4 +220,4 @@ def delete_where_in(connection: sa.Connection, table: sa.Table, column: str, val
     return done
 
 
-__all__ = ["IN_CHUNK", "JsonText", "chunks", "delete_where_in", "in_values", "insert_rows", "json_text", "large_cache", "update_where_id"]
+__all__ = ["IN_CHUNK", "JsonText", "chunks", "delete_where_in", "driver_rows", "in_values", "typed_columns", "insert_rows", "json_text", "large_cache", "update_where_id"]

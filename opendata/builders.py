@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from hub.crypto import mask_name
 from hub.models import CreditRecord, LegalEntity, Licence, Person
-from libraries.bulk import driver_rows
+from libraries.bulk import driver_rows, typed_columns
 from libraries.credit import content_amount, content_date
 from opendata.datasets import DatasetSpec
 from opendata.privacy import (UNKNOWN, Pseudonymiser, Step, age_bands, k_anonymise, labels, region_names, regions_at,
@@ -128,13 +128,10 @@ def _missing(value: Any) -> bool:
 
 
 def _batches(engine: sa.Engine, query: sa.Select) -> Iterator[dict[str, list[Any]]]:
-    """A query's rows streamed in batches of BATCH_ROWS, each as {column: values} (bounded memory, no row dicts)."""
+    """A query's rows streamed in batches of BATCH_ROWS, each as {column: values} (bounded memory, no row dicts),
+    typed as SQLAlchemy types them."""
     with engine.connect() as connection:
-        result = connection.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(query)
-        names = list(result.keys())
-        for part in result.partitions():
-            columns = list(zip(*part)) if part else [() for _ in names]
-            yield {n: list(c) for n, c in zip(names, columns)}
+        yield from typed_columns(connection, query, BATCH_ROWS)
 
 
 def _as_date(value: Any) -> date | None:
